@@ -1,0 +1,1 @@
+"""The agent app: the agent (agent.py) and the server that hosts it (start_server.py)."""

@@ -1,0 +1,63 @@
+"""Fixtures: a fake Databricks workspace on 127.0.0.1 and the real agent server in front of it.
+
+Nothing here reaches a real workspace: the server's environment drops every DATABRICKS_* and
+MLFLOW_* variable of the developer's shell and ignores .env, then points the clients at the fake.
+"""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fake_workspace import ENV_KEYS_TO_REMOVE, FakeWorkspace
+from tests.support import running_server, server_env
+
+SERVING_ENDPOINT = "test-llm-endpoint"
+GIT_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture(scope="session")
+def fake_workspace() -> Iterator[FakeWorkspace]:
+    with FakeWorkspace() as fake:
+        yield fake
+
+
+@pytest.fixture(autouse=True)
+def _fresh_fake(request: pytest.FixtureRequest) -> None:
+    """Undo a test's fake settings, for the tests that use the fake."""
+    if "fake_workspace" in request.fixturenames:
+        fake: FakeWorkspace = request.getfixturevalue("fake_workspace")
+        fake.configure(tokens=None, token_delay=0.0, endpoints=None)
+        fake.clear_requests()
+
+
+@pytest.fixture(scope="session")
+def tracking_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+
+
+@pytest.fixture(scope="session")
+def agent_url(
+    fake_workspace: FakeWorkspace, tracking_db: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The agent server, tracing into a local store, against the fake workspace."""
+    env = server_env(
+        {
+            **fake_workspace.env(),
+            "SERVING_ENDPOINT": SERVING_ENDPOINT,
+            "MLFLOW_TRACKING_URI": f"sqlite:///{tracking_db}",
+            "AGENT_GIT_COMMIT": GIT_COMMIT,
+            "AGENT_ENV_FILE": "/dev/null",
+        },
+        remove=ENV_KEYS_TO_REMOVE,
+    )
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with running_server(env, log) as url:
+        yield url
+
+
+@pytest.fixture
+def client() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=60) as http:
+        yield http

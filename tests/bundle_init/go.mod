@@ -1,0 +1,3 @@
+module bundleinit
+
+go 1.19
