@@ -30,6 +30,7 @@ Workspace helpers read these variables instead of calling a workspace:
   DATABRICKS_BUNDLE_INIT_USER_NAME       user_name, short_name, is_service_principal
   DATABRICKS_BUNDLE_INIT_DISPLAY_NAME    short_name of a service principal (optional)
   DATABRICKS_BUNDLE_INIT_DEFAULT_CATALOG default_catalog (may be set to "")
+  DATABRICKS_BUNDLE_INIT_WAREHOUSE_ID    properties with "format": "warehouse_path"
 `
 
 var errHelp = errors.New("help requested")

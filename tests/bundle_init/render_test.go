@@ -240,6 +240,11 @@ func TestTemplateDirInSchema(t *testing.T) {
 	mustSucceed(t, runInit(t, "", nil, testdata(t, "template-dir/variant"), "--output-dir", out))
 	assertEqual(t, readFile(t, filepath.Join(out, "out.txt")), "variant from the shared tree\n")
 
+	// --template-dir only applies to Git URLs; local paths ignore it.
+	out2 := filepath.Join(t.TempDir(), "out")
+	mustSucceed(t, runInit(t, "", nil, testdata(t, "order"), "--template-dir", "nope", "--output-dir", out2))
+	assertEqual(t, readFile(t, filepath.Join(out2, "chain.txt")), "baecd\n")
+
 	root := testdata(t, "template-dir-missing")
 	res := runInit(t, "", nil, root, "--output-dir", out)
 	mustFail(t, res, "template directory "+filepath.Join(root, "../nope")+" not found")
@@ -279,4 +284,18 @@ func TestSymlinkedDirectoryIsRejected(t *testing.T) {
 func TestNotATemplate(t *testing.T) {
 	res := runInit(t, "", nil, t.TempDir(), "--output-dir", filepath.Join(t.TempDir(), "out"))
 	mustFail(t, res, "not a bundle template: expected to find a template schema file at databricks_template_schema.json")
+}
+
+func TestWarehousePathFormat(t *testing.T) {
+	dir := t.TempDir()
+	res := runInit(t, "", nil, testdata(t, "warehouse"), "--output-dir", filepath.Join(dir, "a"))
+	mustFailContaining(t, res, "property warehouse has format \"warehouse_path\"", "DATABRICKS_BUNDLE_INIT_WAREHOUSE_ID")
+
+	env := map[string]string{"DATABRICKS_BUNDLE_INIT_WAREHOUSE_ID": "abc123"}
+	mustSucceed(t, runInit(t, "", env, testdata(t, "warehouse"), "--output-dir", filepath.Join(dir, "b")))
+	assertEqual(t, readFile(t, filepath.Join(dir, "b", "out.txt")), "http_path: /sql/1.0/warehouses/abc123\n")
+
+	cfg := writeFile(t, dir, "input.json", `{"warehouse": "/sql/1.0/warehouses/fromconfig"}`)
+	mustSucceed(t, runInit(t, "", nil, testdata(t, "warehouse"), "--config-file", cfg, "--output-dir", filepath.Join(dir, "c")))
+	assertEqual(t, readFile(t, filepath.Join(dir, "c", "out.txt")), "http_path: /sql/1.0/warehouses/fromconfig\n")
 }

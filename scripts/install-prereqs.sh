@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what `make demo` and `make test` need on a fresh Debian machine: uv and Go.
+# Idempotent: tools already on PATH are left alone.
+set -euo pipefail
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" -eq 0 ]; then
+    as_root apt-get update -qq
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+
+if ! command -v go >/dev/null 2>&1; then
+  echo "Installing Go (Debian golang-go) for the offline bundle init..."
+  apt_install golang-go
+fi
+
+if ! command -v uv >/dev/null 2>&1; then
+  echo "Installing uv..."
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    apt_install python3-pip
+  fi
+  python3 -m pip install --quiet uv 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages uv
+  hash -r
+fi
+
+if ! command -v uv >/dev/null 2>&1; then
+  # pip installed uv for this user only; make it reachable for the rest of this run.
+  echo "uv was installed into $(python3 -m site --user-base)/bin: add it to PATH." >&2
+  exit 1
+fi
+echo "Prerequisites: $(go version | cut -d' ' -f3), $(uv --version)"

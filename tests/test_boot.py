@@ -1,0 +1,122 @@
+"""Boot every agent_framework x async combination: install it, run its own tests, serve requests.
+
+Each generated project is installed with `uv sync`, its own test suite runs (it starts a fake
+workspace and the real server), and then its `start-server` script serves real requests against
+the fake workspace started with `python -m tests.fake_workspace`, as a user would.
+"""
+
+import contextlib
+import json
+import os
+import re
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import REPO_ROOT, render
+
+SCHEMA = json.loads((REPO_ROOT / "databricks_template_schema.json").read_text())
+FRAMEWORKS = SCHEMA["properties"]["agent_framework"]["enum"]
+ASYNC_CHOICES = SCHEMA["properties"]["async"]["enum"]
+
+
+def project_env() -> dict[str, str]:
+    """This environment minus this project's virtualenv and any Databricks or MLflow settings."""
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if key != "VIRTUAL_ENV" and not key.startswith(("DATABRICKS_", "MLFLOW_"))
+    }
+
+
+def run(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, cwd=cwd, env=project_env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
+@contextlib.contextmanager
+def background(args: list[str], cwd: Path, env: dict[str, str]) -> Iterator[subprocess.Popen]:
+    proc = subprocess.Popen(
+        args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        time.sleep(0.3)
+    raise AssertionError(f"{url} not healthy after {timeout} s")
+
+
+@pytest.mark.parametrize("is_async", ASYNC_CHOICES, ids=lambda a: f"async-{a}")
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_generated_project_boots(tmp_path: Path, framework: str, is_async: str) -> None:
+    result = render({"agent_framework": framework, "async": is_async}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    project = tmp_path / SCHEMA["properties"]["app_name"]["default"]
+
+    synced = run(["uv", "sync", "--quiet"], project, timeout=900)
+    assert synced.returncode == 0, synced.stderr
+
+    own_tests = run(["uv", "run", "pytest", "-q", "-p", "no:cacheprovider"], project, timeout=1200)
+    assert own_tests.returncode == 0, own_tests.stdout[-5000:] + own_tests.stderr[-2000:]
+    summary = re.search(r"(\d+) passed", own_tests.stdout)
+    assert summary and int(summary.group(1)) >= 20, own_tests.stdout[-2000:]
+    assert " failed" not in own_tests.stdout and " skipped" not in own_tests.stdout
+
+    env = project_env()
+    fake_args = ["uv", "run", "python", "-m", "tests.fake_workspace", "--port", "0"]
+    with background(fake_args, project, env) as fake:
+        assert fake.stdout is not None
+        line = fake.stdout.readline().strip()
+        assert line.startswith("FAKE_WORKSPACE_URL="), line
+        env |= {
+            "DATABRICKS_HOST": line.split("=", 1)[1],
+            "DATABRICKS_TOKEN": "dapi-fake-token",
+            "DATABRICKS_CONFIG_FILE": str(tmp_path / "no-databrickscfg"),
+            "SERVING_ENDPOINT": "boot-test-endpoint",
+            "AGENT_ENV_FILE": os.devnull,
+        }
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        with background(["uv", "run", "start-server", "--port", str(port)], project, env):
+            wait_healthy(url)
+            body = {"input": [{"role": "user", "content": "Boot check"}]}
+            invoked = httpx.post(f"{url}/invocations", json=body, timeout=60)
+            with httpx.stream(
+                "POST", f"{url}/invocations", json={**body, "stream": True}, timeout=60
+            ) as response:
+                assert response.status_code == 200
+                lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]"
+    if framework == "langgraph":
+        assert invoked.status_code == 200, invoked.text
+        assert "You said: Boot check" in invoked.text
+        assert any("You said: Boot check" in line for line in lines)
+    else:
+        assert invoked.status_code == 501
+        assert "not been migrated yet" in invoked.json()["detail"]
+        assert "not been migrated yet" in lines[-2]
