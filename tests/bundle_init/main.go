@@ -20,14 +20,6 @@ import (
 	"path/filepath"
 )
 
-// cliVersion is the Databricks CLI version this stand-in behaves like; it is
-// what `min_databricks_cli_version` is compared with.
-const cliVersion = "1.13.0"
-
-// devVersion is the version of a local CLI build; the CLI skips the minimum
-// version check for it, and so do we.
-const devVersion = "0.0.0-dev"
-
 const defaultSuccessMessage = "✨ Successfully initialized template"
 
 func main() {
@@ -60,19 +52,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s\n", b)
 	}
 	return 0
-}
-
-// currentVersion returns the CLI version in "vX.Y.Z" form.
-// BUNDLE_INIT_CLI_VERSION overrides it so tests can exercise the version gate.
-func currentVersion() string {
-	v := os.Getenv("BUNDLE_INIT_CLI_VERSION")
-	if v == "" {
-		v = cliVersion
-	}
-	if v[0] != 'v' {
-		v = "v" + v
-	}
-	return v
 }
 
 // initTemplate follows the CLI's Materialize flow: load and check the schema,

@@ -1,0 +1,206 @@
+"""Shared helpers and fixtures: rendering the template and the prompt-combination matrix.
+
+`render()` runs `tests/bundle-init`, which has the argument shape of `databricks bundle init`
+and runs the real CLI instead of the offline stand-in when DATABRICKS_CLI is set.
+
+The combination matrix is computed from `databricks_template_schema.json`, so a new prompt is
+covered as soon as it is added: every `enum` (and boolean) prompt contributes all its values,
+and every optional free-text prompt (default "") contributes an empty and a non-empty value,
+the non-empty one taken from OPTIONAL_TEXT_SAMPLES.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import regex
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUNDLE_INIT = REPO_ROOT / "tests" / "bundle-init"
+TEMPLATE_SCHEMA_PATH = REPO_ROOT / "databricks_template_schema.json"
+
+# A non-empty sample for every optional free-text prompt (a string property whose default is
+# ""). Whoever adds such a prompt adds a realistic value here; combination_matrix() fails
+# until they do. Each sample must match the property's `pattern`.
+OPTIONAL_TEXT_SAMPLES: dict[str, str] = {
+    "genie_space_id": "01ef0123456789abcdef0123456789ab",
+}
+
+RENDER_TIMEOUT_S = 300
+
+
+def load_template_schema() -> dict[str, Any]:
+    return json.loads(TEMPLATE_SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+def is_hidden(prop: Mapping[str, Any]) -> bool:
+    """A hidden derived property (`skip_prompt_if: {}`) is never set in a config file."""
+    return prop.get("skip_prompt_if") == {}
+
+
+def prompt_order(schema: Mapping[str, Any]) -> list[str]:
+    """Property names in the CLI's order: by `order`, then unordered ones, alphabetically."""
+    props = schema["properties"]
+    ordered = sorted((p for p in props if "order" in props[p]), key=lambda p: (props[p]["order"], p))
+    return ordered + sorted(p for p in props if "order" not in props[p])
+
+
+def matrix_axes(schema: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """The values each varied prompt takes in the matrix, in prompt order.
+
+    Prompts with a non-empty default that are neither enums nor booleans (app_name,
+    serving_endpoint) are not varied: they take their defaults, and dedicated tests cover
+    non-default values.
+    """
+    axes: dict[str, list[Any]] = {}
+    for name in prompt_order(schema):
+        prop = schema["properties"][name]
+        if is_hidden(prop):
+            continue
+        if "enum" in prop:
+            axes[name] = list(prop["enum"])
+        elif prop.get("type") == "boolean":
+            axes[name] = [True, False]
+        elif prop.get("type") == "string" and prop.get("default") == "":
+            if name not in OPTIONAL_TEXT_SAMPLES:
+                raise LookupError(
+                    f"optional text property {name!r} (default \"\") has no sample value: add a "
+                    f"realistic non-empty value for it to OPTIONAL_TEXT_SAMPLES in {__file__}"
+                )
+            sample = OPTIONAL_TEXT_SAMPLES[name]
+            pattern = prop.get("pattern")
+            # The CLI matches with Go RE2 (unanchored search); the patterns are RE2-compatible.
+            if pattern is not None and not regex.search(pattern, sample):
+                raise ValueError(
+                    f"OPTIONAL_TEXT_SAMPLES[{name!r}] = {sample!r} does not match the schema "
+                    f"pattern {pattern!r}"
+                )
+            axes[name] = ["", sample]
+    return axes
+
+
+def combination_matrix(schema: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every combination of the varied prompts, as config-file dicts."""
+    axes = matrix_axes(load_template_schema() if schema is None else schema)
+    names = list(axes)
+    return [dict(zip(names, values, strict=True)) for values in itertools.product(*axes.values())]
+
+
+def combination_id(config: Mapping[str, Any]) -> str:
+    """A readable, unique test id such as `agent_framework=langgraph,async=yes`."""
+    parts = []
+    for name, value in config.items():
+        if isinstance(value, bool):
+            value = str(value).lower()
+        parts.append(f"{name}={value}")
+    return ",".join(parts) or "defaults"
+
+
+def render(
+    config: Mapping[str, Any], out: Path, *, config_file: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Render the template with `config` into `out` (the project lands in `out/<app_name>`).
+
+    The config is written as JSON to `config_file` (default: next to `out`, so `out` holds only
+    what the renderer writes). Never raises on a failed render: check the returned process.
+    """
+    if config_file is None:
+        config_file = out.parent / f"{out.name}.config.json"
+    config_file.write_text(json.dumps(dict(config)), encoding="utf-8")
+    return subprocess.run(
+        [
+            str(BUNDLE_INIT),
+            str(REPO_ROOT),
+            "--config-file",
+            str(config_file),
+            "--output-dir",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=RENDER_TIMEOUT_S,
+        check=False,
+    )
+
+
+def using_real_cli() -> bool:
+    return bool(os.environ.get("DATABRICKS_CLI"))
+
+
+@dataclass(frozen=True)
+class RenderedCombination:
+    config: dict[str, Any]
+    result: subprocess.CompletedProcess[str]
+    out_dir: Path
+    project: Path
+
+    @property
+    def app_name(self) -> str:
+        return self.project.name
+
+
+COMBINATIONS = combination_matrix()
+COMBINATION_IDS = [combination_id(c) for c in COMBINATIONS]
+
+_MATRIX_TIMING = pytest.StashKey[tuple[int, float]]()
+
+
+def _default_app_name() -> str:
+    return str(load_template_schema()["properties"]["app_name"]["default"])
+
+
+@pytest.fixture(scope="session")
+def rendered_matrix(
+    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> dict[str, RenderedCombination]:
+    """Every combination rendered once, keyed by combination_id()."""
+    root = tmp_path_factory.mktemp("matrix")
+    # Warm-up: the stand-in is compiled on its first run; keep that out of the timing.
+    render({}, root / "warmup")
+    app_name = _default_app_name()
+    rendered: dict[str, RenderedCombination] = {}
+    start = time.perf_counter()
+    for index, (config, cid) in enumerate(zip(COMBINATIONS, COMBINATION_IDS, strict=True)):
+        out = root / f"c{index}"
+        result = render(config, out)
+        project = out / str(config.get("app_name", app_name))
+        rendered[cid] = RenderedCombination(dict(config), result, out, project)
+    pytestconfig.stash[_MATRIX_TIMING] = (len(rendered), time.perf_counter() - start)
+    return rendered
+
+
+@pytest.fixture
+def rendered(
+    combination: str, rendered_matrix: dict[str, RenderedCombination]
+) -> RenderedCombination:
+    """The rendered project of one combination; fails the test if rendering failed."""
+    case = rendered_matrix[combination]
+    assert case.result.returncode == 0, (
+        f"render failed for {combination} (exit {case.result.returncode}):\n{case.result.stderr}"
+    )
+    assert case.project.is_dir(), f"render wrote no {case.project}"
+    return case
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "combination" in metafunc.fixturenames:
+        metafunc.parametrize("combination", COMBINATION_IDS)
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
+) -> None:
+    timing = config.stash.get(_MATRIX_TIMING, None)
+    if timing is not None:
+        count, seconds = timing
+        terminalreporter.write_line(f"render matrix: {count} combinations in {seconds:.1f} s")
