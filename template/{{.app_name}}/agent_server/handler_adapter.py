@@ -5,8 +5,9 @@ loop: while one sync request runs, no other request (not even /health) is served
 handlers run on a pool of worker threads instead, and sync generators are drained by one worker
 thread each, so sync code serves requests concurrently like async code.
 
-Each adapted handler also reports an AgentError to the request guard, which answers it with its
-own status code rather than the 500 that mlflow gives every exception.
+Each adapted handler also reports an AgentError (including LLM client failures, see errors.py)
+to the request guard, which answers it with its own status code rather than the 500 that mlflow
+gives every exception.
 """
 
 import asyncio
@@ -21,7 +22,7 @@ from typing import Any
 
 from mlflow.genai.agent_server import server as mlflow_server
 
-from agent_server.errors import AgentError
+from agent_server.errors import as_agent_error
 from agent_server.request_guard import report_error
 
 # Worker threads for sync handlers: the number of sync requests that can run at once.
@@ -66,8 +67,9 @@ def async_invoke(func: Callable[[Any], Any]) -> Callable[[Any], Any]:
             # The copied context carries the request's trace span and headers into the thread.
             context = contextvars.copy_context()
             return await loop.run_in_executor(_executor(), context.run, func, request)
-        except AgentError as exc:
-            report_error(exc)
+        except Exception as exc:
+            if (error := _as_reported_agent_error(exc)) is not exc:
+                raise error from exc
             raise
 
     invoke_handler._agent_adapted = True  # type: ignore[attr-defined]
@@ -88,12 +90,22 @@ def async_stream(func: Callable[[Any], Any]) -> Callable[[Any], AsyncIterator[An
             else:
                 async for event in iterate_in_thread(lambda: func(request)):
                     yield event
-        except AgentError as exc:
-            report_error(exc)
+        except Exception as exc:
+            if (error := _as_reported_agent_error(exc)) is not exc:
+                raise error from exc
             raise
 
     stream_handler._agent_adapted = True  # type: ignore[attr-defined]
     return stream_handler
+
+
+def _as_reported_agent_error(exc: Exception) -> Exception:
+    """The exception to raise for a handler failure; an AgentError is reported to the guard."""
+    error = as_agent_error(exc)
+    if error is None:
+        return exc
+    report_error(error)
+    return error
 
 
 _ITEM, _ERROR, _END = "item", "error", "end"

@@ -85,13 +85,16 @@ def test_tool_round_trip_streaming(client: httpx.Client, agent_url: str) -> None
     _check_tool_round_trip([e["item"] for e in events[:-1] if "item" in e])
 
 
-def test_llm_error_mid_stream_is_an_error_event(
+def test_llm_errors_are_reported_and_the_server_keeps_serving(
     client: httpx.Client, agent_url: str, fake_workspace: FakeWorkspace
 ) -> None:
-    fake_workspace.configure(endpoints={"some-other-endpoint"})
+    fake_workspace.configure(endpoints={"some-other-endpoint"})  # the LLM answers 404
+    response = client.post(f"{agent_url}/invocations", json=user_request("hello"))
+    assert response.status_code == 502
+    assert response.json()["detail"].startswith("The LLM endpoint answered 404")
     events = stream(client, f"{agent_url}/invocations", user_request("hello"))
     assert events[-1] == "[DONE]"
-    assert "error" in events[-2]
+    assert events[-2]["error"].startswith("The LLM endpoint answered 404")
     fake_workspace.configure(endpoints=None)
     response = client.post(f"{agent_url}/invocations", json=user_request("hello again"))
     assert response.status_code == 200
