@@ -50,7 +50,9 @@ def is_hidden(prop: Mapping[str, Any]) -> bool:
 def prompt_order(schema: Mapping[str, Any]) -> list[str]:
     """Property names in the CLI's order: by `order`, then unordered ones, alphabetically."""
     props = schema["properties"]
-    ordered = sorted((p for p in props if "order" in props[p]), key=lambda p: (props[p]["order"], p))
+    ordered = sorted(
+        (p for p in props if "order" in props[p]), key=lambda p: (props[p]["order"], p)
+    )
     return ordered + sorted(p for p in props if "order" not in props[p])
 
 
@@ -73,7 +75,7 @@ def matrix_axes(schema: Mapping[str, Any]) -> dict[str, list[Any]]:
         elif prop.get("type") == "string" and prop.get("default") == "":
             if name not in OPTIONAL_TEXT_SAMPLES:
                 raise LookupError(
-                    f"optional text property {name!r} (default \"\") has no sample value: add a "
+                    f'optional text property {name!r} (default "") has no sample value: add a '
                     f"realistic non-empty value for it to OPTIONAL_TEXT_SAMPLES in {__file__}"
                 )
             sample = OPTIONAL_TEXT_SAMPLES[name]
@@ -105,17 +107,8 @@ def combination_id(config: Mapping[str, Any]) -> str:
     return ",".join(parts) or "defaults"
 
 
-def render(
-    config: Mapping[str, Any], out: Path, *, config_file: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Render the template with `config` into `out` (the project lands in `out/<app_name>`).
-
-    The config is written as JSON to `config_file` (default: next to `out`, so `out` holds only
-    what the renderer writes). Never raises on a failed render: check the returned process.
-    """
-    if config_file is None:
-        config_file = out.parent / f"{out.name}.config.json"
-    config_file.write_text(json.dumps(dict(config)), encoding="utf-8")
+def run_bundle_init(config_file: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    """`bundle init` of this repo's template with `config_file` into `out` (never raises)."""
     return subprocess.run(
         [
             str(BUNDLE_INIT),
@@ -131,6 +124,20 @@ def render(
         timeout=RENDER_TIMEOUT_S,
         check=False,
     )
+
+
+def render(
+    config: Mapping[str, Any], out: Path, *, config_file: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Render the template with `config` into `out` (the project lands in `out/<app_name>`).
+
+    The config is written as JSON to `config_file` (default: next to `out`, so `out` holds only
+    what the renderer writes). Never raises on a failed render: check the returned process.
+    """
+    if config_file is None:
+        config_file = out.parent / f"{out.name}.config.json"
+    config_file.write_text(json.dumps(dict(config)), encoding="utf-8")
+    return run_bundle_init(config_file, out)
 
 
 def using_real_cli() -> bool:

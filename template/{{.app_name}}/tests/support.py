@@ -57,7 +57,9 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path) ->
             if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                 return
         time.sleep(0.2)
-    raise RuntimeError(f"server not healthy after {BOOT_TIMEOUT_SECONDS} s:\n{log_path.read_text()}")
+    raise RuntimeError(
+        f"server not healthy after {BOOT_TIMEOUT_SECONDS} s:\n{log_path.read_text()}"
+    )
 
 
 def server_env(extra: dict[str, str], remove: tuple[str, ...] = ()) -> dict[str, str]:

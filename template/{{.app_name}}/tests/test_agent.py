@@ -140,9 +140,12 @@ def test_slow_streams_neither_block_health_nor_each_other(
 
     def one_stream() -> None:
         try:
-            with httpx.Client(timeout=60) as http, http.stream(
-                "POST", f"{agent_url}/invocations", json={**user_request("go"), "stream": True}
-            ) as response:
+            with (
+                httpx.Client(timeout=60) as http,
+                http.stream(
+                    "POST", f"{agent_url}/invocations", json={**user_request("go"), "stream": True}
+                ) as response,
+            ):
                 started = time.monotonic()
                 events = read_sse(response)
                 spans.append((started, time.monotonic()))

@@ -31,7 +31,16 @@ def test_agent_info_names_the_responses_api(client: httpx.Client, agent_url: str
         (b'{"input": [{"role": "user", "content": "\xff\xfe"}]}', "Invalid JSON"),
         (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
     ],
-    ids=["truncated", "array", "scalar", "no-input", "input-string", "bad-role", "bad-utf8", "deep"],
+    ids=[
+        "truncated",
+        "array",
+        "scalar",
+        "no-input",
+        "input-string",
+        "bad-role",
+        "bad-utf8",
+        "deep",
+    ],
 )
 def test_malformed_requests_get_400_with_a_reason(
     client: httpx.Client, agent_url: str, path: str, body: bytes, reason: str

@@ -1,0 +1,394 @@
+"""Checks for a generated `databricks.yml`.
+
+1. `load_bundle()` reads the resources into the `databricks.bundles` classes (`App` for
+   `resources.apps.*`, `MlflowExperiment` for `resources.experiments.*`), strictly: an unknown
+   field, a missing required field, a wrong container type or an unknown enum value is an
+   error naming its path. A target's overrides (`targets.<t>.resources`) are merged in first.
+2. `schema_errors()` validates the whole document against the bundle JSON Schema named by the
+   BUNDLE_SCHEMA environment variable (`databricks bundle schema` prints it).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import json
+import os
+import types
+import typing
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, Union
+
+import jsonschema
+import jsonschema.validators
+import regex
+import yaml
+from databricks.bundles.apps import App
+from databricks.bundles.core import Variable
+from databricks.bundles.experiments import MlflowExperiment
+
+BUNDLE_SCHEMA_ENV = "BUNDLE_SCHEMA"
+BUNDLE_SCHEMA_HINT = (
+    f"set {BUNDLE_SCHEMA_ENV} to the bundle JSON Schema: "
+    f"{BUNDLE_SCHEMA_ENV}=../shared/reference/bundle-schema.json "
+    "(relative to the repo root) or a file holding the output of `databricks bundle schema`"
+)
+
+# The resource types a generated bundle may declare, by their key under `resources:`.
+RESOURCE_CLASSES: dict[str, type] = {
+    "apps": App,
+    "experiments": MlflowExperiment,
+}
+
+# A whole-string bundle interpolation such as `${var.serving_endpoint}` or
+# `${resources.experiments.x.id}`.
+_INTERPOLATION = regex.compile(r"\$\{[\p{L}_][\p{L}\p{N}_\-.\[\]]*\}")
+_BOOL_STRINGS = {"true", "false", "True", "False", "TRUE", "FALSE"}
+
+
+class StrictYamlError(ValueError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that rejects duplicate mapping keys (PyYAML keeps the last one silently)."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise StrictYamlError(f"duplicate key {key!r} at line {key_node.start_mark.line + 1}")
+        seen.add(key)
+    return loader.construct_mapping(node, deep=True)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_unique_mapping,  # type: ignore[arg-type]
+)
+
+# PyYAML types plain scalars by YAML 1.1 (`yes`, `no`, `on` and `off` are booleans too); the
+# Databricks CLI reads YAML 1.2, whose core schema also makes numbers of `1e3`, `0o17` and
+# `.5`-style scalars that YAML 1.1 leaves as strings. The loader applies both, so a plain
+# scalar that either reader would not take as a string does not load as one here.
+_YAML12_NUMBER_TAG = "tag:agent-app-template.tests,2026:yaml12-number"
+_YAML12_NUMBER = regex.compile(
+    r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+"
+    r"|[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
+
+
+def _construct_yaml12_number(loader: _UniqueKeyLoader, node: yaml.ScalarNode) -> int | float:
+    text = str(loader.construct_scalar(node))
+    if text.startswith(("0o", "0x")):
+        return int(text, 0)
+    try:
+        return int(text, 10)
+    except ValueError:
+        return float(text)
+
+
+_UniqueKeyLoader.add_implicit_resolver(
+    _YAML12_NUMBER_TAG,
+    _YAML12_NUMBER,  # type: ignore[arg-type]
+    list("-+0123456789."),
+)
+_UniqueKeyLoader.add_constructor(
+    _YAML12_NUMBER_TAG,
+    _construct_yaml12_number,  # type: ignore[arg-type]
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse YAML like yaml.safe_load, but fail on duplicate keys and read a plain scalar as
+    a non-string if YAML 1.1 or YAML 1.2 (core schema) would."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506
+
+
+def load_yaml(path: Path) -> Any:
+    return parse_yaml(path.read_text(encoding="utf-8"))
+
+
+def is_interpolation(value: object) -> bool:
+    """True if `value` is exactly one bundle interpolation, e.g. `${bundle.git.commit}`."""
+    return isinstance(value, str) and _INTERPOLATION.fullmatch(value) is not None
+
+
+# --- strict loading into the databricks.bundles classes ------------------------------------
+
+
+def _is_union(tp: Any) -> bool:
+    return typing.get_origin(tp) in (Union, types.UnionType)
+
+
+def _is_variable_type(tp: Any) -> bool:
+    return tp is Variable or typing.get_origin(tp) is Variable
+
+
+def _required_fields(cls: type) -> set[str]:
+    return {
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def strict_errors(tp: Any, value: Any, path: str) -> Iterator[str]:
+    """Every way `value` does not fit the `databricks.bundles` type `tp`, as `path: problem`.
+
+    `from_dict()` already rejects unknown fields and enum values, but without a path, and it
+    coerces silently where a mapping or a list meets a string field; this walk is stricter and
+    says where.
+    """
+    if tp is Any:
+        return
+    if _is_union(tp):
+        args = typing.get_args(tp)
+        if value is None:
+            if type(None) not in args:
+                yield f"{path}: null is not allowed"
+            return
+        if is_interpolation(value) and any(_is_variable_type(a) for a in args):
+            return
+        concrete = [a for a in args if not _is_variable_type(a) and a is not type(None)]
+        if len(concrete) != 1:
+            yield f"{path}: cannot check union type {tp}"
+            return
+        yield from strict_errors(concrete[0], value, path)
+        return
+    origin = typing.get_origin(tp)
+    if origin is list:
+        if not isinstance(value, list):
+            yield f"{path}: expected a list, got {type(value).__name__} {value!r}"
+            return
+        (item_type,) = typing.get_args(tp)
+        for index, item in enumerate(value):
+            yield from strict_errors(item_type, item, f"{path}[{index}]")
+        return
+    if origin is dict:
+        if not isinstance(value, dict):
+            yield f"{path}: expected a mapping, got {type(value).__name__} {value!r}"
+            return
+        _, value_type = typing.get_args(tp)
+        for key, item in value.items():
+            yield from strict_errors(value_type, item, f"{path}.{key}")
+        return
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if not isinstance(value, dict):
+            yield f"{path}: expected a mapping for {tp.__name__}, got {value!r}"
+            return
+        hints = _type_hints(tp)
+        for key in value:
+            if key not in hints:
+                yield (
+                    f"{path}.{key}: unknown field for {tp.__name__} "
+                    f"(known: {', '.join(sorted(hints))})"
+                )
+        for key in sorted(_required_fields(tp) - set(value)):
+            yield f"{path}.{key}: required field of {tp.__name__} is missing"
+        for key, item in value.items():
+            if key in hints:
+                yield from strict_errors(hints[key], item, f"{path}.{key}")
+        return
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        allowed = [member.value for member in tp]
+        if value not in allowed:
+            yield f"{path}: {value!r} is not a {tp.__name__} (one of {allowed})"
+        return
+    if tp is bool:
+        if not isinstance(value, bool) and value not in _BOOL_STRINGS:
+            yield f"{path}: expected a boolean, got {value!r}"
+        return
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            yield f"{path}: expected an integer, got {value!r}"
+        return
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            yield f"{path}: expected a number, got {value!r}"
+        return
+    if tp is str:
+        # YAML scalars that the CLI normalizes to strings (numbers, booleans) are fine;
+        # mappings, lists and nulls are not.
+        if not isinstance(value, str | int | float | bool):
+            yield f"{path}: expected a string, got {type(value).__name__} {value!r}"
+        return
+    yield f"{path}: cannot check type {tp}"
+
+
+def merge_override(base: Any, override: Any) -> Any:
+    """Merge a target override into the top-level value as the CLI does: mappings merge key
+    by key, sequences are concatenated, and any other value replaces the base."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for key, value in override.items():
+            merged[key] = merge_override(base[key], value) if key in base else value
+        return merged
+    if isinstance(base, list) and isinstance(override, list):
+        return [*base, *override]
+    return override
+
+
+@dataclass(frozen=True)
+class LoadedBundle:
+    target: str | None
+    resources: dict[str, dict[str, Any]]
+    """`resources` with the target's overrides merged in, as plain YAML data."""
+    apps: dict[str, App]
+    experiments: dict[str, MlflowExperiment]
+
+
+def resources_for_target(document: Mapping[str, Any], target: str | None) -> dict[str, Any]:
+    resources = copy.deepcopy(document.get("resources") or {})
+    if target is None:
+        return resources
+    targets = document.get("targets") or {}
+    if target not in targets:
+        raise KeyError(f"databricks.yml has no target {target!r} (targets: {sorted(targets)})")
+    override = (targets[target] or {}).get("resources") or {}
+    return merge_override(resources, copy.deepcopy(override))
+
+
+def load_bundle(document: Mapping[str, Any], target: str | None = None) -> LoadedBundle:
+    """Load `resources` (with `target`'s overrides) into the databricks.bundles classes.
+
+    Raises ValueError listing every strictness problem found.
+    """
+    resources = resources_for_target(document, target)
+    where = f"target {target}" if target else "top level"
+    problems: list[str] = []
+    for kind in resources:
+        if kind not in RESOURCE_CLASSES:
+            problems.append(
+                f"resources.{kind}: resource type not modelled by tests/bundle_validation.py "
+                f"(add it to RESOURCE_CLASSES)"
+            )
+    loaded: dict[str, dict[str, Any]] = {kind: {} for kind in RESOURCE_CLASSES}
+    for kind, cls in RESOURCE_CLASSES.items():
+        entries = resources.get(kind) or {}
+        if not isinstance(entries, dict):
+            problems.append(f"resources.{kind}: expected a mapping, got {entries!r}")
+            continue
+        for key, value in entries.items():
+            path = f"resources.{kind}.{key}"
+            errors = list(strict_errors(cls, value, path))
+            if errors:
+                problems.extend(errors)
+                continue
+            try:
+                loaded[kind][key] = cls.from_dict(copy.deepcopy(value))  # type: ignore[attr-defined]
+            except (ValueError, TypeError) as exc:
+                problems.append(f"{path}: {cls.__name__}.from_dict failed: {exc}")
+    if problems:
+        raise ValueError(
+            f"databricks.yml ({where}) does not load strictly:\n" + "\n".join(problems)
+        )
+    return LoadedBundle(target, resources, loaded["apps"], loaded["experiments"])
+
+
+def target_names(document: Mapping[str, Any]) -> list[str]:
+    return sorted((document.get("targets") or {}).keys())
+
+
+def load_bundle_all_targets(document: Mapping[str, Any]) -> dict[str | None, LoadedBundle]:
+    """The top-level resources (key None) and each target's merged view."""
+    result: dict[str | None, LoadedBundle] = {None: load_bundle(document)}
+    for target in target_names(document):
+        result[target] = load_bundle(document, target)
+    return result
+
+
+# --- JSON Schema validation ----------------------------------------------------------------
+
+
+def _regex_pattern(
+    validator: jsonschema.protocols.Validator, pattern: str, instance: Any, schema: Any
+) -> Iterator[jsonschema.ValidationError]:
+    """The `pattern` keyword with the `regex` package, which knows `\\p{L}` and `\\p{N}`."""
+    if validator.is_type(instance, "string") and not _compiled(pattern).search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+@functools.cache
+def _compiled(pattern: str) -> regex.Pattern[str]:
+    return regex.compile(pattern)
+
+
+def bundle_schema_path() -> Path | None:
+    value = os.environ.get(BUNDLE_SCHEMA_ENV)
+    return Path(value) if value else None
+
+
+@functools.cache
+def _validator_for(path: str) -> jsonschema.protocols.Validator:
+    schema = json.loads(Path(path).read_text(encoding="utf-8"))
+    base = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    cls = jsonschema.validators.extend(base, validators={"pattern": _regex_pattern})
+    return cls(schema)
+
+
+def bundle_schema_validator() -> jsonschema.protocols.Validator:
+    """The compiled validator for the schema at $BUNDLE_SCHEMA (cached per process).
+
+    Raises RuntimeError with setup instructions when BUNDLE_SCHEMA is unset or missing.
+    """
+    path = bundle_schema_path()
+    if path is None:
+        raise RuntimeError(f"{BUNDLE_SCHEMA_ENV} is not set: {BUNDLE_SCHEMA_HINT}")
+    if not path.is_file():
+        raise RuntimeError(
+            f"{BUNDLE_SCHEMA_ENV}={path} is not a file (cwd {Path.cwd()}): {BUNDLE_SCHEMA_HINT}"
+        )
+    return _validator_for(str(path.resolve()))
+
+
+def _leaf_errors(error: jsonschema.ValidationError) -> Iterator[jsonschema.ValidationError]:
+    """The specific failures under a oneOf/anyOf error.
+
+    The bundle schema wraps almost every value in `oneOf: [<the real schema>, <a ${...}
+    interpolation string>]`, so a deep mistake surfaces as a chain of oneOf errors. Follow the
+    alternatives whose type fits the value and report what failed inside the first of them.
+    """
+    if not error.context:
+        yield error
+        return
+    branches: dict[Any, list[jsonschema.ValidationError]] = {}
+    for sub in error.context:
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    own_path = list(error.absolute_path)
+
+    def wrong_type(errors: list[jsonschema.ValidationError]) -> bool:
+        return any(e.validator == "type" and list(e.absolute_path) == own_path for e in errors)
+
+    fitting = [errors for errors in branches.values() if not wrong_type(errors)]
+    for sub in (fitting or list(branches.values()))[0]:
+        yield from _leaf_errors(sub)
+
+
+def schema_errors(document: Any) -> list[str]:
+    """Every violation of the bundle JSON Schema, as `path: message`."""
+    validator = bundle_schema_validator()
+    messages = []
+    # The schema allows any extra top-level key (`additionalProperties: {}`); the CLI warns
+    # about unknown ones, so treat them as errors.
+    known = validator.schema.get("properties", {})
+    if isinstance(document, dict):
+        messages.extend(f"{key}: unknown top-level key" for key in document if key not in known)
+    for error in validator.iter_errors(document):
+        for leaf in _leaf_errors(error):
+            location = ".".join(str(part) for part in leaf.absolute_path) or "<root>"
+            messages.append(f"{location}: {leaf.message}")
+    return messages

@@ -1,0 +1,171 @@
+"""Bad inputs are rejected before anything is written, with an error naming the property and
+the rule it breaks."""
+
+from __future__ import annotations
+
+import json
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import regex
+from conftest import load_template_schema, render, run_bundle_init, using_real_cli
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+PROPERTIES: dict[str, Any] = load_template_schema()["properties"]
+
+
+def pattern_rule(name: str) -> str:
+    return str(PROPERTIES[name]["pattern_match_failure_message"])
+
+
+def enum_rule(name: str) -> str:
+    return f"to be one of [{' '.join(PROPERTIES[name]['enum'])}]"
+
+
+@dataclass(frozen=True)
+class BadInput:
+    id: str
+    config: dict[str, Any]
+    prop: str
+    rule: str
+    stand_in_only: bool = False
+
+
+def pattern_case(case_id: str, prop: str, value: str) -> BadInput:
+    assert not regex.fullmatch(PROPERTIES[prop]["pattern"], value), f"{value!r} is legal"
+    return BadInput(case_id, {prop: value}, prop, pattern_rule(prop))
+
+
+BAD_INPUTS = [
+    pattern_case("app_name-uppercase", "app_name", "MyAgent"),
+    pattern_case("app_name-1-char", "app_name", "a"),
+    pattern_case("app_name-27-chars", "app_name", "a" * 27),
+    pattern_case("app_name-leading-hyphen", "app_name", "-agent"),
+    pattern_case("app_name-trailing-hyphen", "app_name", "agent-"),
+    pattern_case("app_name-leading-digit", "app_name", "1agent"),
+    pattern_case("app_name-underscore", "app_name", "my_agent"),
+    pattern_case("app_name-space", "app_name", "my agent"),
+    pattern_case("app_name-quote", "app_name", 'my"agent'),
+    pattern_case("app_name-newline", "app_name", "my\nagent"),
+    pattern_case("app_name-trailing-newline", "app_name", "agent\n"),
+    pattern_case("app_name-template-action", "app_name", "{{.x}}"),
+    pattern_case("app_name-yaml-mapping", "app_name", "a: b"),
+    pattern_case("app_name-yaml-comment", "app_name", "#x"),
+    pattern_case("app_name-yaml-flow-sequence", "app_name", "[x]"),
+    pattern_case("app_name-empty", "app_name", ""),
+    pattern_case("serving_endpoint-space", "serving_endpoint", "my endpoint"),
+    pattern_case("serving_endpoint-slash", "serving_endpoint", "a/b"),
+    pattern_case("serving_endpoint-dot", "serving_endpoint", "llm.v2"),
+    pattern_case("serving_endpoint-leading-hyphen", "serving_endpoint", "-llm"),
+    pattern_case("serving_endpoint-64-chars", "serving_endpoint", "e" * 64),
+    pattern_case("serving_endpoint-newline", "serving_endpoint", "llm\nx"),
+    pattern_case("serving_endpoint-quote", "serving_endpoint", 'llm"x'),
+    pattern_case("serving_endpoint-empty", "serving_endpoint", ""),
+    BadInput(
+        "agent_framework-not-in-enum",
+        {"agent_framework": "crewai"},
+        "agent_framework",
+        enum_rule("agent_framework"),
+    ),
+    BadInput("async-true-string", {"async": "true"}, "async", enum_rule("async")),
+    BadInput("async-capitalized", {"async": "Yes"}, "async", enum_rule("async")),
+    BadInput(
+        "unknown-key",
+        {"app_nmae": "my-agent"},
+        "app_nmae",
+        "unknown property",
+        stand_in_only=True,
+    ),
+    BadInput("app_name-number", {"app_name": 42}, "app_name", "expected type string"),
+    BadInput("app_name-null", {"app_name": None}, "app_name", "expected type string"),
+    # The CLI checks enum membership before types, so a boolean is reported as not in the enum.
+    BadInput("async-boolean", {"async": True}, "async", enum_rule("async")),
+    BadInput(
+        "serving_endpoint-list", {"serving_endpoint": ["a"]}, "serving_endpoint", "expected type"
+    ),
+]
+
+
+def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under `root` with its bytes and permission bits."""
+    return {
+        p.relative_to(root).as_posix(): (p.read_bytes(), stat.S_IMODE(p.stat().st_mode))
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_bad_inputs_cover_the_required_cases() -> None:
+    assert len(BAD_INPUTS) >= 24
+    assert len({case.id for case in BAD_INPUTS}) == len(BAD_INPUTS)
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS, ids=lambda case: case.id)
+def test_bad_input_is_rejected(tmp_path: Path, case: BadInput) -> None:
+    if case.stand_in_only and using_real_cli():
+        pytest.skip(
+            "the real CLI silently ignores unknown config keys; only the stand-in rejects them"
+        )
+    out = tmp_path / "out"
+    out.mkdir()
+    result = render(case.config, out)
+    assert result.returncode != 0, f"accepted {case.config!r}:\n{result.stderr}"
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert error_lines, f"no `Error:` line on stderr:\n{result.stderr}"
+    error = "\n".join(error_lines)
+    assert case.prop in error, f"the error does not name {case.prop}: {error}"
+    assert case.rule in error, f"the error does not state the rule {case.rule!r}: {error}"
+    assert list(out.iterdir()) == [], f"files written despite the error: {list(out.rglob('*'))}"
+
+
+@pytest.mark.parametrize("prop", ["app_name", "serving_endpoint"])
+@settings(
+    max_examples=30,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_any_value_outside_the_pattern_is_rejected(
+    tmp_path_factory: pytest.TempPathFactory, prop: str, data: st.DataObject
+) -> None:
+    pattern = PROPERTIES[prop]["pattern"]
+    value = data.draw(st.text(max_size=70).filter(lambda s: not regex.fullmatch(pattern, s)))
+    out = tmp_path_factory.mktemp("bad") / "out"
+    out.mkdir()
+    result = render({prop: value}, out)
+    assert result.returncode != 0, f"accepted {prop}={value!r}"
+    assert f"invalid value for {prop}: " in result.stderr
+    assert pattern_rule(prop) in result.stderr
+    assert list(out.iterdir()) == []
+
+
+def test_rendering_twice_into_the_same_dir_fails_and_keeps_the_first_output(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    config = {"app_name": "twice"}
+    first = render(config, out)
+    assert first.returncode == 0, first.stderr
+    before = snapshot(out)
+    assert before, "the first render wrote nothing"
+
+    second = render(config, out)
+    assert second.returncode != 0, "the second render into the same directory succeeded"
+    assert "already exist" in second.stderr, second.stderr
+    assert snapshot(out) == before, "the failed second render changed the first output"
+
+
+def test_config_file_must_be_a_json_object(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(["app_name", "my-agent"]), encoding="utf-8")
+    result = run_bundle_init(config_file, out)
+    assert result.returncode != 0
+    assert "failed to load config from file" in result.stderr, result.stderr
+    assert list(out.iterdir()) == []

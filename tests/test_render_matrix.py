@@ -1,0 +1,535 @@
+"""Render every prompt combination and check the generated project.
+
+The combinations come from the template schema (see conftest.combination_matrix); each is
+rendered once per session by the `rendered_matrix` fixture.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import bundle_validation as bv
+import pytest
+import regex
+from conftest import (
+    COMBINATIONS,
+    REPO_ROOT,
+    RenderedCombination,
+    load_template_schema,
+    render,
+)
+from databricks.bundles.apps import App
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from ruff import find_ruff_bin
+
+TEMPLATE_SCHEMA = load_template_schema()
+PROPERTIES: dict[str, Any] = TEMPLATE_SCHEMA["properties"]
+PROJECT_TEMPLATE_DIR = REPO_ROOT / "template" / "{{.app_name}}"
+APP_CONFIG_DEFINE = REPO_ROOT / "library" / "app_config.tmpl"
+
+MAX_APP_NAME = 30  # Databricks App names are at most 30 characters.
+APP_NAME_CHARS = re.compile(r"^[a-z0-9-]+$")
+
+# Files that only some combinations get (decided in template/__preamble.tmpl), by path inside
+# the generated project. Every other file under template/{{.app_name}}/ is in every project.
+CONDITIONAL_FILES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
+    "agent_server/events.py": lambda c: c["agent_framework"] == "langgraph",
+    "tests/test_agent.py": lambda c: c["agent_framework"] == "langgraph",
+    "tests/test_migration_scaffold.py": lambda c: c["agent_framework"] != "langgraph",
+}
+
+# Go text/template actions, for files where a bare `{{`/`}}` is legitimate (Python dict
+# literals such as `{"a": {"b": 1}}` end in `}}`).
+GO_TEMPLATE_ACTION = re.compile(
+    r"\{\{-?\s*(?:[.$]|/\*|(?:if|else|end|range|with|template|define|block|skip|not|eq|ne|"
+    r"and|or|len|index|print|printf|fail|map|pair|regexp|bundle_uuid)\b)"
+)
+
+
+def full_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """`config` completed with the schema defaults of the prompts it leaves out (not the
+    hidden derived ones, whose defaults are templates)."""
+    values = {
+        name: prop["default"]
+        for name, prop in PROPERTIES.items()
+        if prop.get("skip_prompt_if") != {} and "default" in prop
+    }
+    values.update(config)
+    return values
+
+
+def project_files(project: Path) -> list[Path]:
+    return sorted(p for p in project.rglob("*") if p.is_file())
+
+
+def relative_names(project: Path) -> set[str]:
+    return {p.relative_to(project).as_posix() for p in project_files(project)}
+
+
+def expected_files(config: Mapping[str, Any]) -> set[str]:
+    """The generated project's file set for `config`, from the template tree."""
+    expected = set()
+    for source in PROJECT_TEMPLATE_DIR.rglob("*"):
+        if not source.is_file():
+            continue
+        name = source.relative_to(PROJECT_TEMPLATE_DIR).as_posix()
+        if name.endswith(".tmpl"):
+            name = name[: -len(".tmpl")]
+        assert "{{" not in name, f"templated path {name!r}: teach expected_files() to render it"
+        condition = CONDITIONAL_FILES.get(name)
+        if condition is None or condition(full_config(config)):
+            expected.add(name)
+    return expected
+
+
+def ruff(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """This project's ruff, run inside the generated project so it uses that pyproject."""
+    return subprocess.run(
+        [find_ruff_bin(), *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
+def only_app(bundle: bv.LoadedBundle) -> tuple[str, App]:
+    assert len(bundle.apps) == 1, f"expected one app, got {sorted(bundle.apps)}"
+    return next(iter(bundle.apps.items()))
+
+
+def bundle_document(case: RenderedCombination) -> dict[str, Any]:
+    document = bv.load_yaml(case.project / "databricks.yml")
+    assert isinstance(document, dict), "databricks.yml is not a mapping"
+    return document
+
+
+def app_yaml(case: RenderedCombination) -> dict[str, Any]:
+    document = bv.load_yaml(case.project / "app.yaml")
+    assert isinstance(document, dict), "app.yaml is not a mapping"
+    return document
+
+
+def bundle_only_env_names() -> list[str]:
+    """Env names that library/app_config.tmpl emits only inside `{{- if .bundle}}`."""
+    text = APP_CONFIG_DEFINE.read_text(encoding="utf-8")
+    blocks = re.findall(r"\{\{-?\s*if \.bundle\s*-?\}\}(.*?)\{\{-?\s*end\s*-?\}\}", text, re.S)
+    assert blocks, f"{APP_CONFIG_DEFINE} has no `{{{{if .bundle}}}}` block"
+    return [name for block in blocks for name in re.findall(r"- name: (\w+)", block)]
+
+
+def bundle_app_env(app: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return list((app.get("config") or {}).get("env") or [])
+
+
+# --- the template tree ---------------------------------------------------------------------
+
+
+def test_matrix_covers_every_prompt() -> None:
+    """Every visible enum prompt is varied, and the matrix is their full product."""
+    expected_size = 1
+    for name, prop in PROPERTIES.items():
+        if prop.get("skip_prompt_if") == {}:
+            assert all(name not in c for c in COMBINATIONS), f"hidden {name} set in a config"
+        elif "enum" in prop:
+            assert {c[name] for c in COMBINATIONS} == set(prop["enum"]), name
+            expected_size *= len(prop["enum"])
+        elif prop.get("default") == "":
+            assert {bool(c[name]) for c in COMBINATIONS} == {False, True}, name
+            expected_size *= 2
+    assert len(COMBINATIONS) == expected_size
+    assert len({json.dumps(c, sort_keys=True) for c in COMBINATIONS}) == len(COMBINATIONS)
+
+
+def test_template_tree_has_no_git_ignored_files() -> None:
+    """Files git ignores are rendered from a working tree but never committed: a template file
+    that is ignored is missing from every clone, and a stray cache is shipped to users."""
+    result = subprocess.run(
+        ["git", "ls-files", "--others", "--ignored", "--exclude-standard", "--", "template"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, f"git ls-files failed: {result.stderr}"
+    ignored = result.stdout.split()
+    assert not ignored, (
+        "git-ignored files under template/ (an ignored template file is never committed; a "
+        "cache directory is rendered into the project):\n" + "\n".join(ignored)
+    )
+
+
+# --- every combination ---------------------------------------------------------------------
+
+
+def test_render_succeeds(rendered: RenderedCombination) -> None:
+    assert rendered.result.returncode == 0
+    assert "Error" not in rendered.result.stderr, rendered.result.stderr
+    assert [p.name for p in rendered.out_dir.iterdir()] == [rendered.app_name], (
+        "the render wrote outside <output-dir>/<app_name>"
+    )
+
+
+def test_file_set_matches_preamble(rendered: RenderedCombination) -> None:
+    names = relative_names(rendered.project)
+    if rendered.config["agent_framework"] == "langgraph":
+        assert {"agent_server/events.py", "tests/test_agent.py"} <= names
+        assert "tests/test_migration_scaffold.py" not in names
+    else:
+        assert "tests/test_migration_scaffold.py" in names
+        assert not names & {"agent_server/events.py", "tests/test_agent.py"}
+    expected = expected_files(rendered.config)
+    assert names == expected, (
+        f"missing: {sorted(expected - names)}; unexpected: {sorted(names - expected)}"
+    )
+
+
+def test_no_template_syntax_left(rendered: RenderedCombination) -> None:
+    problems = []
+    for path in project_files(rendered.project):
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        name = path.relative_to(rendered.project).as_posix()
+        for number, line in enumerate(text.splitlines(), start=1):
+            if path.suffix == ".py":
+                leftover = GO_TEMPLATE_ACTION.search(line) is not None
+            else:
+                leftover = "{{" in line or "}}" in line
+            if leftover:
+                problems.append(f"{name}:{number}: {line.strip()}")
+    assert not problems, "leftover template syntax:\n" + "\n".join(problems)
+
+
+def test_python_passes_ruff_with_project_config(rendered: RenderedCombination) -> None:
+    project = rendered.project
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "ruff" in pyproject.get("tool", {}), "the generated pyproject.toml has no [tool.ruff]"
+    sources = [p.relative_to(project).as_posix() for p in project_files(project)]
+    python = [name for name in sources if name.endswith(".py")]
+    assert python, "no Python files rendered"
+    # Explicit paths: ruff checks them even if an exclude or .gitignore would skip them.
+    check = ruff(project, "check", "--no-cache", "--output-format", "concise", *python)
+    fmt = ruff(project, "format", "--check", "--diff", "--no-cache", *python)
+    failures = [
+        f"$ ruff {name}\n{run.stdout}{run.stderr}"
+        for name, run in (("check", check), ("format --check --diff", fmt))
+        if run.returncode != 0
+    ]
+    assert not failures, "\n".join(failures)
+
+
+def test_structured_files_parse(rendered: RenderedCombination) -> None:
+    parsed = 0
+    for path in project_files(rendered.project):
+        text = path.read_text(encoding="utf-8")
+        name = path.relative_to(rendered.project).as_posix()
+        try:
+            if path.suffix in (".yml", ".yaml"):
+                bv.parse_yaml(text)
+            elif path.suffix == ".toml":
+                tomllib.loads(text)
+            elif path.suffix == ".json":
+                json.loads(text)
+            else:
+                continue
+        except Exception as exc:  # noqa: BLE001 - report any parser's failure with the file
+            pytest.fail(f"{name} does not parse: {exc}")
+        parsed += 1
+    assert parsed >= 3, "expected at least databricks.yml, app.yaml and pyproject.toml"
+
+
+def text_problems(name: str, data: bytes) -> Iterator[str]:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        yield f"{name}: not UTF-8 text ({exc})"
+        return
+    if not text:
+        return  # An empty file (such as an empty __init__.py) is fine.
+    if "\r" in text:
+        yield f"{name}: has carriage returns"
+    if not text.endswith("\n"):
+        yield f"{name}: does not end with a newline"
+    elif text.endswith("\n\n") or not text.strip():
+        yield f"{name}: ends with blank lines"
+    lines = text.split("\n")[:-1]
+    for number, line in enumerate(lines, start=1):
+        if line != line.rstrip():
+            yield f"{name}:{number}: trailing whitespace: {line!r}"
+        # Python files follow ruff format, which puts two blank lines around top-level defs.
+        if not name.endswith(".py") and number > 1 and not line.strip():
+            if not lines[number - 2].strip():
+                yield f"{name}:{number}: two consecutive blank lines"
+
+
+def test_text_hygiene(rendered: RenderedCombination) -> None:
+    problems = []
+    for path in project_files(rendered.project):
+        name = path.relative_to(rendered.project).as_posix()
+        problems.extend(text_problems(name, path.read_bytes()))
+    assert not problems, "\n".join(problems)
+
+
+def test_bundle_loads_strictly(rendered: RenderedCombination) -> None:
+    document = bundle_document(rendered)
+    views = bv.load_bundle_all_targets(document)
+    assert set(bv.target_names(document)) == {"dev", "prod"}
+    assert {t: (document["targets"][t] or {}).get("mode") for t in ("dev", "prod")} == {
+        "dev": "development",
+        "prod": "production",
+    }
+    for view in views.values():
+        only_app(view)
+        assert view.experiments, f"no experiment in {view.target or 'top level'}"
+
+
+def test_bundle_matches_json_schema(rendered: RenderedCombination) -> None:
+    if bv.bundle_schema_path() is None:
+        pytest.fail(f"{bv.BUNDLE_SCHEMA_ENV} is not set: {bv.BUNDLE_SCHEMA_HINT}")
+    errors = bv.schema_errors(bundle_document(rendered))
+    assert not errors, "databricks.yml violates the bundle schema:\n" + "\n".join(errors)
+
+
+def test_app_yaml_agrees_with_bundle_config(rendered: RenderedCombination) -> None:
+    document = bundle_document(rendered)
+    bundle_view = bv.load_bundle(document)
+    key, _ = only_app(bundle_view)
+    bundle_app = bundle_view.resources["apps"][key]
+    bundle_config = bundle_app["config"]
+    local = app_yaml(rendered)
+
+    assert set(local) == {"command", "env"}, f"app.yaml keys: {sorted(local)}"
+    assert local["command"] == bundle_config["command"]
+
+    local_env = [
+        {("value_from" if k == "valueFrom" else k): v for k, v in entry.items()}
+        for entry in local["env"]
+    ]
+    bundle_env = bundle_app_env(bundle_app)
+    bundle_only = [entry for entry in bundle_env if entry not in local_env]
+    assert [entry for entry in bundle_env if entry not in bundle_only] == local_env
+    assert [entry["name"] for entry in bundle_only] == bundle_only_env_names()
+    assert [entry["name"] for entry in bundle_only] == ["AGENT_GIT_COMMIT"]
+    (git_commit,) = bundle_only
+    assert git_commit == {"name": "AGENT_GIT_COMMIT", "value": "${bundle.git.commit}"}
+    for entry in bundle_only:
+        assert bv.is_interpolation(entry.get("value")), f"{entry} is not bundle interpolation"
+    for entry in local["env"]:
+        assert "value_from" not in entry, f"app.yaml uses value_from instead of valueFrom: {entry}"
+        assert "${" not in str(entry.get("value", "")), f"app.yaml cannot interpolate: {entry}"
+
+
+def test_app_names(rendered: RenderedCombination) -> None:
+    views = bv.load_bundle_all_targets(bundle_document(rendered))
+    names_by_target: dict[str | None, str] = {}
+    for target, view in views.items():
+        _, app = only_app(view)
+        name = app.name
+        assert isinstance(name, str), f"{target}: app name {name!r} must be a literal string"
+        assert len(name) <= MAX_APP_NAME, f"{target}: {name!r} is longer than {MAX_APP_NAME}"
+        assert APP_NAME_CHARS.match(name), f"{target}: {name!r} is not lowercase/digits/hyphens"
+        names_by_target[target] = name
+    assert names_by_target[None] == rendered.app_name
+    assert names_by_target["dev"] != names_by_target["prod"]
+
+
+def test_app_resources(rendered: RenderedCombination) -> None:
+    document = bundle_document(rendered)
+    view = bv.load_bundle(document)
+    key, app = only_app(view)
+    resources = {r.name: r for r in app.resources}  # type: ignore[union-attr]
+    assert len(resources) == len(app.resources), "duplicate app resource names"  # type: ignore[arg-type]
+    assert {"experiment", "serving-endpoint"} <= set(resources)
+
+    experiment = resources["experiment"].experiment
+    assert experiment is not None, "the `experiment` resource is not an experiment"
+    reference = view.resources["apps"][key]["resources"]
+    (experiment_entry,) = [r for r in reference if r["name"] == "experiment"]
+    experiment_id = experiment_entry["experiment"]["experiment_id"]
+    match = re.fullmatch(r"\$\{resources\.experiments\.(\w+)\.id\}", experiment_id)
+    assert match and match.group(1) in view.experiments, (
+        f"experiment_id {experiment_id!r} does not name a declared experiment"
+    )
+
+    endpoint = resources["serving-endpoint"].serving_endpoint
+    assert endpoint is not None, "the `serving-endpoint` resource is not a serving endpoint"
+    assert endpoint.permission.value == "CAN_QUERY"  # type: ignore[union-attr]
+
+    declared = set(resources)
+    bundle_env = bundle_app_env(view.resources["apps"][key])
+    for entry in bundle_env + app_yaml(rendered)["env"]:
+        source = entry.get("value_from", entry.get("valueFrom"))
+        if source is not None:
+            assert source in declared, f"{entry['name']} reads undeclared app resource {source!r}"
+
+
+# --- specific inputs -----------------------------------------------------------------------
+
+
+def render_project(tmp_path: Path, config: Mapping[str, Any]) -> Path:
+    out = tmp_path / "out"
+    result = render(config, out)
+    assert result.returncode == 0, result.stderr
+    project = out / str(full_config(config)["app_name"])
+    assert project.is_dir()
+    return project
+
+
+def assert_values_appear_exactly(project: Path, config: Mapping[str, Any]) -> None:
+    values = full_config(config)
+    app_name = values["app_name"]
+    endpoint = values["serving_endpoint"]
+    bundle_key = app_name.replace("-", "_")
+
+    document = bv.load_yaml(project / "databricks.yml")
+    assert document["bundle"]["name"] == app_name
+    assert document["variables"]["serving_endpoint"]["default"] == endpoint
+    assert list(document["resources"]["apps"]) == [bundle_key]
+    assert document["resources"]["apps"][bundle_key]["name"] == app_name
+    assert document["targets"]["dev"]["resources"]["apps"][bundle_key]["name"] == f"dev-{app_name}"
+    assert list(document["resources"]["experiments"]) == [f"{bundle_key}_experiment"]
+
+    env_lines = (project / ".env.example").read_text(encoding="utf-8").splitlines()
+    assert f"SERVING_ENDPOINT={endpoint}" in env_lines
+
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pyproject["project"]["name"] == app_name
+
+
+@pytest.mark.parametrize("framework", PROPERTIES["agent_framework"]["enum"])
+def test_non_default_values_render_exactly(tmp_path: Path, framework: str) -> None:
+    config = {
+        "app_name": "x9-agent",
+        "agent_framework": framework,
+        "serving_endpoint": "my-llm_endpoint-2",
+    }
+    project = render_project(tmp_path, config)
+    assert_values_appear_exactly(project, config)
+
+
+def test_longest_app_name_gives_30_char_dev_name(tmp_path: Path) -> None:
+    app_name = "a" + "b1-" * 8 + "z"
+    assert len(app_name) == 26 and regex.fullmatch(PROPERTIES["app_name"]["pattern"], app_name)
+    project = render_project(tmp_path, {"app_name": app_name})
+    views = bv.load_bundle_all_targets(bv.load_yaml(project / "databricks.yml"))
+    dev_name = only_app(views["dev"])[1].name
+    assert dev_name == f"dev-{app_name}"
+    assert len(dev_name) == MAX_APP_NAME
+    assert only_app(views["prod"])[1].name == app_name
+
+
+def pattern_strategy(name: str) -> st.SearchStrategy[str]:
+    return st.from_regex(PROPERTIES[name]["pattern"], fullmatch=True)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(app_name=pattern_strategy("app_name"), endpoint=pattern_strategy("serving_endpoint"))
+# Legal values that a YAML reader takes for a null, a boolean or a number unless quoted.
+@example(app_name="null", endpoint="123")
+@example(app_name="true", endpoint="1e3")
+@example(app_name="no", endpoint="null")
+@example(app_name="off", endpoint="0x1F")
+@example(app_name="yes", endpoint="007")
+@example(app_name="on", endpoint="True")
+def test_any_legal_value_renders_exactly(
+    tmp_path_factory: pytest.TempPathFactory, app_name: str, endpoint: str
+) -> None:
+    """Every value the schema accepts ends up in the files exactly as given: a YAML reader
+    sees the same string (not a boolean, number or null)."""
+    config = {"app_name": app_name, "serving_endpoint": endpoint}
+    project = render_project(tmp_path_factory.mktemp("any"), config)
+    assert_values_appear_exactly(project, config)
+
+
+# --- the checks themselves -----------------------------------------------------------------
+
+MINIMAL_BUNDLE: dict[str, Any] = {
+    "bundle": {"name": "demo"},
+    "resources": {
+        "apps": {
+            "demo": {
+                "name": "demo",
+                "source_code_path": "./",
+                "config": {"command": ["uv", "run", "x"], "env": [{"name": "A", "value": "1"}]},
+                "resources": [
+                    {
+                        "name": "serving-endpoint",
+                        "serving_endpoint": {"name": "${var.x}", "permission": "CAN_QUERY"},
+                    }
+                ],
+            }
+        },
+        "experiments": {"demo_experiment": {"name": "/Users/me/demo"}},
+    },
+    "targets": {"dev": {"resources": {"apps": {"demo": {"name": "dev-demo"}}}}},
+}
+
+
+def test_strict_loading_names_unknown_fields_and_enum_values() -> None:
+    views = bv.load_bundle_all_targets(MINIMAL_BUNDLE)
+    assert [view.apps["demo"].name for view in views.values()] == ["demo", "dev-demo"]
+
+    bad = json.loads(json.dumps(MINIMAL_BUNDLE))
+    app = bad["resources"]["apps"]["demo"]
+    app["config"]["env"][0]["valu"] = "x"
+    app["resources"][0]["serving_endpoint"]["permission"] = "CAN_QUERYY"
+    bad["targets"]["dev"]["resources"]["apps"]["demo"]["nmae"] = "x"
+    with pytest.raises(ValueError) as top:
+        bv.load_bundle(bad)
+    assert "resources.apps.demo.config.env[0].valu: unknown field" in str(top.value)
+    assert "resources.apps.demo.resources[0].serving_endpoint.permission: 'CAN_QUERYY'" in str(
+        top.value
+    )
+    with pytest.raises(ValueError, match=r"resources\.apps\.demo\.nmae: unknown field"):
+        bv.load_bundle(bad, "dev")
+
+
+def test_yaml_loader_is_strict() -> None:
+    with pytest.raises(bv.StrictYamlError, match="duplicate key 'a'"):
+        bv.parse_yaml("a: 1\na: 2\n")
+    assert bv.parse_yaml("a: [no, 1e3, 0o17, '1e3', x1]") == {"a": [False, 1000.0, 15, "1e3", "x1"]}
+
+
+def test_text_hygiene_flags_each_rule() -> None:
+    def problems(name: str, data: bytes) -> list[str]:
+        return list(text_problems(name, data))
+
+    assert problems("a.md", b"") == []
+    assert problems("a.md", b"x\n\ny\n") == []
+    assert problems("a.py", b"x\n\n\ny\n") == []  # ruff format governs Python blank lines
+    assert problems("a.md", b"x") == ["a.md: does not end with a newline"]
+    assert problems("a.md", b"x\n\n") == ["a.md: ends with blank lines"]
+    assert problems("a.md", b"x \n") == ["a.md:1: trailing whitespace: 'x '"]
+    assert problems("a.md", b"x\n\n\ny\n") == ["a.md:3: two consecutive blank lines"]
+    assert problems("a.bin", b"\xff\n")[0].startswith("a.bin: not UTF-8 text")
+
+
+def test_schema_validation_reports_nested_violations() -> None:
+    if bv.bundle_schema_path() is None:
+        pytest.fail(f"{bv.BUNDLE_SCHEMA_ENV} is not set: {bv.BUNDLE_SCHEMA_HINT}")
+    assert bv.schema_errors(MINIMAL_BUNDLE) == []
+    bad = json.loads(json.dumps(MINIMAL_BUNDLE))
+    bad["resources"]["apps"]["demo"]["resources"][0]["serving_endpoint"]["permission"] = "X"
+    bad["resources"]["apps"]["demo"]["config"]["env"][0]["valu"] = "x"
+    bad["extra"] = 1
+    errors = bv.schema_errors(bad)
+    assert "extra: unknown top-level key" in errors
+    assert any(
+        e.startswith("resources.apps.demo.config.env.0: Additional properties") for e in errors
+    )
+    assert any(
+        e.startswith("resources.apps.demo.resources.0.serving_endpoint.permission: 'X'")
+        for e in errors
+    )
