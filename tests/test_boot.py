@@ -17,8 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from tests.conftest import REPO_ROOT, render
+from conftest import REPO_ROOT, render
 
 SCHEMA = json.loads((REPO_ROOT / "databricks_template_schema.json").read_text())
 FRAMEWORKS = SCHEMA["properties"]["agent_framework"]["enum"]

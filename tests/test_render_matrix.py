@@ -42,6 +42,7 @@ APP_NAME_CHARS = re.compile(r"^[a-z0-9-]+$")
 CONDITIONAL_FILES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     "agent_server/events.py": lambda c: c["agent_framework"] == "langgraph",
     "tests/test_agent.py": lambda c: c["agent_framework"] == "langgraph",
+    "tests/test_fake_workspace_clients.py": lambda c: c["agent_framework"] == "langgraph",
     "tests/test_migration_scaffold.py": lambda c: c["agent_framework"] != "langgraph",
 }
 

@@ -23,6 +23,23 @@ def fake_workspace() -> Iterator[FakeWorkspace]:
         yield fake
 
 
+@pytest.fixture
+def fake() -> Iterator[FakeWorkspace]:
+    """A fake workspace of the test's own, for tests that change or stop it."""
+    with FakeWorkspace() as workspace:
+        yield workspace
+
+
+@pytest.fixture
+def fake_env(fake: FakeWorkspace, monkeypatch: pytest.MonkeyPatch) -> FakeWorkspace:
+    """`fake`, with this process's environment pointing every Databricks client at it."""
+    for key in ENV_KEYS_TO_REMOVE:
+        monkeypatch.delenv(key, raising=False)
+    for key, value in fake.env().items():
+        monkeypatch.setenv(key, value)
+    return fake
+
+
 @pytest.fixture(autouse=True)
 def _fresh_fake(request: pytest.FixtureRequest) -> None:
     """Undo a test's fake settings, for the tests that use the fake."""

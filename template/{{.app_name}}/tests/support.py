@@ -13,8 +13,12 @@ from typing import Any
 
 import httpx
 
+from tests.fake_workspace import DEFAULT_TOKEN
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BOOT_TIMEOUT_SECONDS = 90
+FAKE_MODEL = "databricks-fake-model"
+CHAT_PATH = "/serving-endpoints/chat/completions"
 
 
 def free_port() -> int:
@@ -71,6 +75,14 @@ def server_env(extra: dict[str, str], remove: tuple[str, ...] = ()) -> dict[str,
     }
     env.update(extra)
     return env
+
+
+def auth_headers(token: str = DEFAULT_TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def user_message(text: str) -> dict[str, str]:
+    return {"role": "user", "content": text}
 
 
 def user_request(text: str, **fields: Any) -> dict[str, Any]:

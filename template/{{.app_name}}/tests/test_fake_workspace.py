@@ -1,4 +1,5 @@
-"""Tests of the fake workspace, driven by the real Databricks and OpenAI clients."""
+"""Tests of the fake workspace: its "LLM", its routes and its command line, over plain HTTP
+and the Databricks SDK."""
 
 from __future__ import annotations
 
@@ -9,75 +10,34 @@ import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from tests.fake_workspace import (
     DEFAULT_TOKEN,
-    ENV_KEYS_TO_REMOVE,
     FILLER_TOKEN,
     FakeWorkspace,
     Reply,
     llm_reply,
     split_tokens,
 )
+from tests.support import CHAT_PATH, FAKE_MODEL, PROJECT_ROOT, auth_headers, user_message
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-MODEL = "databricks-fake-model"
 WEATHER_PROMPT = 'Please call get_weather with {"city": "Paris", "days": 2} now.'
-CHAT_PATH = "/serving-endpoints/chat/completions"
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeWorkspace]:
-    with FakeWorkspace() as workspace:
-        yield workspace
-
-
-@pytest.fixture
-def fake_env(fake: FakeWorkspace, monkeypatch: pytest.MonkeyPatch) -> FakeWorkspace:
-    """The fake, with the process environment pointing every Databricks client at it."""
-    for key in ENV_KEYS_TO_REMOVE:
-        monkeypatch.delenv(key, raising=False)
-    for key, value in fake.env().items():
-        monkeypatch.setenv(key, value)
-    return fake
-
-
-def auth_headers(token: str = DEFAULT_TOKEN) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def user(text: str) -> dict[str, str]:
-    return {"role": "user", "content": text}
-
-
-def content_chunks(chunks: Any) -> list[str]:
-    """The non-empty content deltas of OpenAI chat completion chunks."""
-    return [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
-
-
-def weather_tool() -> Any:
-    tool = pytest.importorskip("langchain_core.tools").tool
-
-    @tool
-    def get_weather(city: str, days: int = 1) -> str:
-        """Forecast the weather for a city."""
-        return f"sunny in {city}"
-
-    return get_weather
 
 
 # --- The pure "LLM" ------------------------------------------------------------------------
 
 
 def test_llm_echoes_last_user_message() -> None:
-    messages = [{"role": "system", "content": "Be nice."}, user("first"), user("second")]
+    messages = [
+        {"role": "system", "content": "Be nice."},
+        user_message("first"),
+        user_message("second"),
+    ]
     assert llm_reply(messages) == Reply(text="You said: second")
     parts = [{"type": "text", "text": "hello "}, {"type": "text", "text": "world"}]
     assert llm_reply([{"role": "user", "content": parts}]).text == "You said: hello world"
@@ -88,22 +48,22 @@ def test_llm_calls_named_tool_with_first_json_object() -> None:
         {"type": "function", "function": {"name": "get_time"}},
         {"type": "function", "function": {"name": "get_weather"}},
     ]
-    reply = llm_reply([user(WEATHER_PROMPT)], tools)
+    reply = llm_reply([user_message(WEATHER_PROMPT)], tools)
     assert reply.text == ""
     [call] = reply.tool_calls
     assert call.name == "get_weather"
     assert json.loads(call.arguments) == {"city": "Paris", "days": 2}
     assert call.id.startswith("call_") and len(call.id) == 17
-    assert llm_reply([user(WEATHER_PROMPT)], tools) == reply  # deterministic
+    assert llm_reply([user_message(WEATHER_PROMPT)], tools) == reply  # deterministic
 
-    [no_args] = llm_reply([user("use get_time please")], tools).tool_calls
+    [no_args] = llm_reply([user_message("use get_time please")], tools).tool_calls
     assert (no_args.name, json.loads(no_args.arguments)) == ("get_time", {})
-    assert llm_reply([user("forget_timeline")], tools).text == "You said: forget_timeline"
+    assert llm_reply([user_message("forget_timeline")], tools).text == "You said: forget_timeline"
 
 
 def test_llm_reports_tool_result() -> None:
     messages = [
-        user(WEATHER_PROMPT),
+        user_message(WEATHER_PROMPT),
         {"role": "assistant", "content": None, "tool_calls": []},
         {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
     ]
@@ -138,14 +98,14 @@ def test_workspace_client(fake_env: FakeWorkspace) -> None:
     me = client.current_user.me()
     assert (me.user_name, me.display_name, me.active) == ("tester@example.com", "Tester", True)
 
-    endpoint = client.serving_endpoints.get(MODEL)
-    assert endpoint.name == MODEL
+    endpoint = client.serving_endpoints.get(FAKE_MODEL)
+    assert endpoint.name == FAKE_MODEL
     assert endpoint.task == "llm/v1/chat"
     assert endpoint.state is not None and endpoint.state.ready is not None
     assert endpoint.state.ready.value == "READY"
 
-    fake_env.configure(endpoints={MODEL})
-    assert client.serving_endpoints.get(MODEL).name == MODEL
+    fake_env.configure(endpoints={FAKE_MODEL})
+    assert client.serving_endpoints.get(FAKE_MODEL).name == FAKE_MODEL
     with pytest.raises(NotFound):
         client.serving_endpoints.get("no-such-endpoint")
 
@@ -167,133 +127,9 @@ def test_workspace_client_with_bad_token(fake_env: FakeWorkspace) -> None:
         client.current_user.me()
 
 
-# --- databricks-langchain ------------------------------------------------------------------
-
-
-def chat_model() -> Any:
-    # Only the LangGraph flavour of the project depends on databricks-langchain.
-    ChatDatabricks = pytest.importorskip("databricks_langchain").ChatDatabricks
-    return ChatDatabricks(model=MODEL, max_retries=0)
-
-
-def test_chat_databricks_invoke_and_stream(fake_env: FakeWorkspace) -> None:
-    llm = chat_model()
-    assert llm.invoke("hello there").content == "You said: hello there"
-    chunks = [chunk.content for chunk in llm.stream("hello there")]
-    assert "".join(chunks) == "You said: hello there"
-    assert len([c for c in chunks if c]) == 4
-
-    bodies = [r.body for r in fake_env.requests if r.path.endswith("/chat/completions")]
-    assert [b["stream"] for b in bodies] == [False, True]
-    assert all(b["model"] == MODEL for b in bodies)
-
-
-def test_chat_databricks_async(fake_env: FakeWorkspace) -> None:
-    async def run() -> tuple[str, str]:
-        llm = chat_model()
-        answer = await llm.ainvoke("async hello")
-        streamed = [chunk.content async for chunk in llm.astream("async stream")]
-        return str(answer.content), "".join(str(c) for c in streamed)
-
-    assert asyncio.run(asyncio.wait_for(run(), timeout=30)) == (
-        "You said: async hello",
-        "You said: async stream",
-    )
-
-
-def test_chat_databricks_tool_call_round_trip(fake_env: FakeWorkspace) -> None:
-    llm = chat_model().bind_tools([weather_tool()])  # skips unless langchain is installed
-    from langchain_core.messages import HumanMessage, ToolMessage
-
-    question = HumanMessage(WEATHER_PROMPT)
-    ai = llm.invoke([question])
-    [call] = ai.tool_calls
-    assert call["name"] == "get_weather"
-    assert call["args"] == {"city": "Paris", "days": 2}
-    assert call["id"].startswith("call_")
-
-    tools_sent = fake_env.requests[-1].body["tools"]
-    assert tools_sent[0]["function"]["name"] == "get_weather"
-
-    streamed = None
-    for chunk in llm.stream([question]):
-        streamed = chunk if streamed is None else streamed + chunk
-    assert streamed is not None
-    assert [(c["name"], c["args"], c["id"]) for c in streamed.tool_calls] == [
-        ("get_weather", {"city": "Paris", "days": 2}, call["id"])
-    ]
-
-    result = ToolMessage(content="sunny in Paris", tool_call_id=call["id"])
-    follow_up = llm.invoke([question, ai, result])
-    assert follow_up.content == "The tool said: sunny in Paris"
-    assert follow_up.tool_calls == []
-
-
-# --- databricks-openai ---------------------------------------------------------------------
-
-
-def test_databricks_openai_streams_with_usage(fake_env: FakeWorkspace) -> None:
-    client = pytest.importorskip("databricks_openai").DatabricksOpenAI(max_retries=0)
-    stream = client.chat.completions.create(
-        model=MODEL,
-        messages=[user("count my words")],
-        stream=True,
-        stream_options={"include_usage": True},
-    )
-    chunks = list(stream)
-    content = content_chunks(chunks)
-    assert "".join(content) == "You said: count my words"
-    assert chunks[0].choices[0].delta.role == "assistant"
-    assert chunks[-2].choices[0].finish_reason == "stop"
-    assert chunks[-1].choices == []
-    assert chunks[-1].usage is not None
-    assert chunks[-1].usage.completion_tokens == len(content)
-    assert len({c.id for c in chunks}) == 1
-
-    request = fake_env.requests[-1]
-    assert request.path == CHAT_PATH
-    assert request.headers["authorization"] == f"Bearer {DEFAULT_TOKEN}"
-    assert request.body["stream_options"] == {"include_usage": True}
-
-
-def test_async_databricks_openai(fake_env: FakeWorkspace) -> None:
-    AsyncDatabricksOpenAI = pytest.importorskip("databricks_openai").AsyncDatabricksOpenAI
-
-    async def run() -> tuple[str, str, int]:
-        client = AsyncDatabricksOpenAI(max_retries=0)
-        completion = await client.chat.completions.create(model=MODEL, messages=[user("one")])
-        stream = await client.chat.completions.create(
-            model=MODEL,
-            messages=[user("two")],
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-        text, usage = [], 0
-        async for chunk in stream:
-            if chunk.choices and chunk.choices[0].delta.content:
-                text.append(chunk.choices[0].delta.content)
-            if chunk.usage:
-                usage = chunk.usage.completion_tokens
-        return str(completion.choices[0].message.content), "".join(text), usage
-
-    assert asyncio.run(asyncio.wait_for(run(), timeout=30)) == ("You said: one", "You said: two", 3)
-
-
-def test_fixed_token_count(fake_env: FakeWorkspace) -> None:
-    client = pytest.importorskip("databricks_openai").DatabricksOpenAI(max_retries=0)
-    fake_env.configure(tokens=7)
-    stream = client.chat.completions.create(model=MODEL, messages=[user("hi")], stream=True)
-    assert content_chunks(stream) == ["You ", "said: ", "hi"] + [FILLER_TOKEN] * 4
-
-    fake_env.configure(tokens=2)
-    completion = client.chat.completions.create(model=MODEL, messages=[user("hi there")])
-    assert completion.choices[0].message.content == "You said: "
-    assert completion.usage is not None and completion.usage.completion_tokens == 2
-
-
 def test_token_delay_slows_answers(fake: FakeWorkspace) -> None:
     fake.configure(tokens=5, token_delay=0.05)
-    body = {"model": MODEL, "messages": [user("slow")]}
+    body = {"model": FAKE_MODEL, "messages": [user_message("slow")]}
     with httpx.Client(base_url=fake.url, headers=auth_headers(), timeout=30) as client:
         started = time.monotonic()
         assert client.post(CHAT_PATH, json=body).status_code == 200
@@ -308,32 +144,6 @@ def test_token_delay_slows_answers(fake: FakeWorkspace) -> None:
 
 
 # --- Errors, recording, admin API ----------------------------------------------------------
-
-
-def test_bad_token_is_rejected(fake: FakeWorkspace) -> None:
-    openai = pytest.importorskip("openai")
-    body = {"model": MODEL, "messages": [user("hi")]}
-    for headers in ({}, auth_headers("dapi-wrong")):
-        response = httpx.post(f"{fake.url}{CHAT_PATH}", json=body, headers=headers)
-        assert response.status_code == 401
-        assert response.json()["error_code"] == "UNAUTHENTICATED"
-
-    client = openai.OpenAI(
-        base_url=f"{fake.url}/serving-endpoints", api_key="dapi-wrong", max_retries=0
-    )
-    with pytest.raises(openai.AuthenticationError):
-        client.chat.completions.create(model=MODEL, messages=[user("hi")])
-
-
-def test_unknown_serving_endpoint(fake: FakeWorkspace) -> None:
-    openai = pytest.importorskip("openai")
-    fake.configure(endpoints=["known"])
-    base_url = f"{fake.url}/serving-endpoints"
-    client = openai.OpenAI(base_url=base_url, api_key=DEFAULT_TOKEN, max_retries=0)
-    assert client.chat.completions.create(model="known", messages=[user("hi")]).choices
-    with pytest.raises(openai.NotFoundError) as raised:
-        client.chat.completions.create(model="unknown", messages=[user("hi")])
-    assert raised.value.response.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
 
 
 def test_unknown_path_is_404_and_recorded(fake: FakeWorkspace) -> None:
@@ -358,7 +168,7 @@ def test_admin_api(fake: FakeWorkspace) -> None:
         assert fake.settings.tokens == 4
         assert client.post("/__fake__/config", json={"nope": 1}).status_code == 400
 
-        body = {"model": "a", "messages": [user("x")]}
+        body = {"model": "a", "messages": [user_message("x")]}
         answer = client.post(CHAT_PATH, json=body, headers=auth_headers())
         assert answer.json()["choices"][0]["message"]["content"] == "You said: x lorem"
 
@@ -375,6 +185,28 @@ def test_env_and_environ(fake: FakeWorkspace) -> None:
     assert not os.path.exists(env["DATABRICKS_CONFIG_FILE"])
     environ = fake.environ({"DATABRICKS_CLIENT_ID": "x", "PATH": "/bin"})
     assert "DATABRICKS_CLIENT_ID" not in environ and environ["PATH"] == "/bin"
+
+
+def test_stop_ends_running_streams() -> None:
+    fake = FakeWorkspace(tokens=1000, token_delay=0.05).start()
+    body = {"model": FAKE_MODEL, "messages": [user_message("long")], "stream": True}
+    events: list[str] = []
+
+    def read() -> None:
+        with httpx.stream(
+            "POST", f"{fake.url}{CHAT_PATH}", json=body, headers=auth_headers(), timeout=30
+        ) as response:
+            events.extend(line for line in response.iter_lines() if line.startswith("data: "))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 10
+    while len(fake.requests) < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    fake.stop()
+    reader.join(timeout=10)
+    assert not reader.is_alive()
+    assert events and "data: [DONE]" not in events
 
 
 # --- Command line and concurrency ----------------------------------------------------------
@@ -396,7 +228,7 @@ def test_command_line() -> None:
         line = read_line(process, timeout=30).strip()
         assert line.startswith("FAKE_WORKSPACE_URL=http://127.0.0.1:")
         url = line.removeprefix("FAKE_WORKSPACE_URL=")
-        body = {"model": MODEL, "messages": [user("a b c d e")]}
+        body = {"model": FAKE_MODEL, "messages": [user_message("a b c d e")]}
         response = httpx.post(f"{url}{CHAT_PATH}", json=body, headers=auth_headers(), timeout=10)
         assert response.json()["choices"][0]["message"]["content"] == "You said: a "
         process.send_signal(signal.SIGTERM)
@@ -411,7 +243,7 @@ def test_concurrent_streams(fake: FakeWorkspace) -> None:
     fake.configure(tokens=20, token_delay=0.01)
 
     async def one(client: httpx.AsyncClient, i: int) -> list[str]:
-        body = {"model": MODEL, "messages": [user(f"request {i}")], "stream": True}
+        body = {"model": FAKE_MODEL, "messages": [user_message(f"request {i}")], "stream": True}
         async with client.stream("POST", CHAT_PATH, json=body) as r:
             assert r.status_code == 200
             lines = [line async for line in r.aiter_lines() if line.startswith("data: {")]

@@ -1,0 +1,40 @@
+"""Workspace REST API routes: host metadata, the current user, serving endpoints."""
+
+from __future__ import annotations
+
+import hashlib
+
+from starlette.responses import JSONResponse, Response
+
+from .core import FAKE_USER, WORKSPACE_ID, Call, endpoint_exists, no_such_endpoint, route
+
+
+@route("GET", "/.well-known/databricks-config", auth=False)
+async def host_metadata(call: Call) -> Response:
+    # Parsed by databricks.sdk.oauth.HostMetadata.from_dict (cloud is case-insensitive).
+    return JSONResponse(
+        {"oidc_endpoint": f"{call.base_url}/oidc", "workspace_id": WORKSPACE_ID, "cloud": "aws"}
+    )
+
+
+@route("GET", "/api/2.0/preview/scim/v2/Me")
+async def current_user(call: Call) -> Response:
+    return JSONResponse(FAKE_USER)
+
+
+@route("GET", "/api/2.0/serving-endpoints/{name}")
+async def get_serving_endpoint(call: Call) -> Response:
+    name = call.params["name"]
+    if not endpoint_exists(call.settings, name):
+        return no_such_endpoint(name)
+    entity = {"name": name, "entity_name": name, "foundation_model": {"name": name}}
+    return JSONResponse(
+        {
+            "name": name,
+            "id": hashlib.sha1(name.encode()).hexdigest()[:32],
+            "state": {"ready": "READY", "config_update": "NOT_UPDATING"},
+            "config": {"served_entities": [entity]},
+            "task": "llm/v1/chat",
+            "endpoint_type": "FOUNDATION_MODEL_API",
+        }
+    )
