@@ -1,0 +1,1 @@
+"""Command-line tools of the project, run with `uv run <name>` (see [project.scripts])."""
