@@ -18,25 +18,11 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import REPO_ROOT, render
+from project_commands import project_env, run
 
 SCHEMA = json.loads((REPO_ROOT / "databricks_template_schema.json").read_text())
 FRAMEWORKS = SCHEMA["properties"]["agent_framework"]["enum"]
 ASYNC_CHOICES = SCHEMA["properties"]["async"]["enum"]
-
-
-def project_env() -> dict[str, str]:
-    """This environment minus this project's virtualenv and any Databricks or MLflow settings."""
-    return {
-        key: value
-        for key, value in os.environ.items()
-        if key != "VIRTUAL_ENV" and not key.startswith(("DATABRICKS_", "MLFLOW_"))
-    }
-
-
-def run(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        args, cwd=cwd, env=project_env(), capture_output=True, text=True, timeout=timeout
-    )
 
 
 @contextlib.contextmanager

@@ -1,0 +1,20 @@
+"""Running commands inside a rendered project, isolated from this repository's environment."""
+
+import os
+import subprocess
+from pathlib import Path
+
+
+def project_env() -> dict[str, str]:
+    """This environment minus this repository's virtualenv and any Databricks or MLflow settings."""
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if key != "VIRTUAL_ENV" and not key.startswith(("DATABRICKS_", "MLFLOW_"))
+    }
+
+
+def run(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, cwd=cwd, env=project_env(), capture_output=True, text=True, timeout=timeout
+    )
