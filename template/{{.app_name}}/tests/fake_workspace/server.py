@@ -25,6 +25,7 @@ from .core import (
     Settings,
     dispatch,
 )
+from .mlflow_api import ExperimentStore  # noqa: F401  (registers the MLflow routes)
 
 
 def _parse_body(raw: bytes) -> Any:
@@ -83,6 +84,8 @@ class FakeWorkspace:
         self._thread: threading.Thread | None = None
         self.url = ""
         self.stopping = False  # tells running answers to end early
+        # State of stateful route modules, by key (e.g. mlflow_api's experiments).
+        self.state: dict[str, Any] = {}
 
     def start(self, timeout: float = 10.0) -> FakeWorkspace:
         """Serve in a background thread; returns once connections are accepted."""

@@ -1,0 +1,99 @@
+"""Run the project's agent server as a child process on a free local port, for preflight."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from agent_cli.console import CliError
+
+POLL_SECONDS = 0.2
+STOP_TIMEOUT_SECONDS = 15
+LOG_TAIL_LINES = 40
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LocalServer:
+    url: str
+    log_path: Path
+    boot_seconds: float = 0.0
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@contextlib.contextmanager
+def running(
+    project_root: Path, env: dict[str, str], boot_timeout: float, port: int | None = None
+) -> Iterator[LocalServer]:
+    """`start-server` on 127.0.0.1, stopped on exit; yields once /health answers 200."""
+    port = port or free_port()
+    handle, log_name = tempfile.mkstemp(prefix="preflight-server-", suffix=".log")
+    server = LocalServer(f"http://127.0.0.1:{port}", Path(log_name))
+    command = [sys.executable, "-m", "agent_server.start_server", "--host", "127.0.0.1"]
+    with os.fdopen(handle, "wb") as log:
+        process = subprocess.Popen(
+            [*command, "--port", str(port)],
+            cwd=project_root,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            server.boot_seconds = _wait_healthy(server, process, boot_timeout)
+            yield server
+        finally:
+            _stop(process)
+            server.log_path.unlink(missing_ok=True)
+
+
+def _wait_healthy(server: LocalServer, process: subprocess.Popen[bytes], timeout: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if process.poll() is not None:
+            raise CliError(
+                f"the agent server exited with code {process.returncode} while starting; "
+                f"its log ends with:\n{server.log_tail()}",
+                hint="fix the error above, then run `uv run preflight` again",
+            )
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{server.url}/health", timeout=2).status_code == 200:
+                return time.monotonic() - started
+        time.sleep(POLL_SECONDS)
+    raise CliError(
+        f"the agent server did not answer /health within {timeout:g} s; "
+        f"its log ends with:\n{server.log_tail()}",
+        hint="a slow first start (imports, a cold cache) may need --boot-timeout",
+    )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=STOP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=STOP_TIMEOUT_SECONDS)
