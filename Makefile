@@ -19,3 +19,15 @@ test: prereqs
 lint: prereqs
 	uv run ruff check . && uv run ruff format --check .
 	cd tests/bundle_init && test -z "$$(gofmt -l .)" && go vet ./...
+
+## The generated agents side by side with a minimal relay (bench/README.md); not part of `make
+## test`. About 20 minutes; `make bench BENCH_ARGS=--quick` for a few minutes.
+bench: prereqs
+	uv run --group bench python bench/run.py $(BENCH_ARGS)
+
+## Soak test of a generated agent (bench/soak.py): 6,000 mixed requests at concurrency 128 with
+## LLM faults; fails on an unexpected error, a leak or memory growth >= 10 %. Not part of `make
+## test`; about 10 minutes on 2 cores. `make soak SOAK_ARGS="--requests 1000"` for a short run.
+.PHONY: soak
+soak: prereqs
+	uv run python bench/soak.py $(SOAK_ARGS)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what `make demo` and `make test` need on a fresh Debian machine: uv and Go.
+# Installs what `make demo` and `make test` need on a fresh Debian machine: uv, Go, and Chromium.
 # Idempotent: tools already on PATH are left alone.
 set -euo pipefail
 
@@ -21,6 +21,13 @@ if ! command -v go >/dev/null 2>&1; then
   apt_install golang-go
 fi
 
+# tests/test_chat_ui_browser.py: Debian's Chromium and its matching driver (never a downloaded
+# browser).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "Installing Chromium and chromedriver (Debian) for the chat page's browser test..."
+  apt_install chromium chromium-driver
+fi
+
 if ! command -v uv >/dev/null 2>&1; then
   echo "Installing uv..."
   if ! python3 -m pip --version >/dev/null 2>&1; then
@@ -36,4 +43,4 @@ if ! command -v uv >/dev/null 2>&1; then
   echo "uv was installed into $(python3 -m site --user-base)/bin: add it to PATH." >&2
   exit 1
 fi
-echo "Prerequisites: $(go version | cut -d' ' -f3), $(uv --version)"
+echo "Prerequisites: $(go version | cut -d' ' -f3), $(uv --version), $(chromium --version 2>/dev/null | head -n 1)"

@@ -43,7 +43,36 @@ CONDITIONAL_FILES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     "agent_server/events.py": lambda c: c["agent_framework"] == "langgraph",
     "tests/test_agent.py": lambda c: c["agent_framework"] == "langgraph",
     "tests/test_fake_workspace_clients.py": lambda c: c["agent_framework"] == "langgraph",
+    "tests/test_faults.py": lambda c: c["agent_framework"] == "langgraph",
+    "tests/test_shutdown.py": lambda c: c["agent_framework"] == "langgraph",
     "tests/test_migration_scaffold.py": lambda c: c["agent_framework"] != "langgraph",
+    # `uv run migrate` and its tests: whole folders, skipped for langgraph.
+    **{
+        path.relative_to(PROJECT_TEMPLATE_DIR).as_posix().removesuffix(".tmpl"): (
+            lambda c: c["agent_framework"] != "langgraph"
+        )
+        for folder in ("agent_cli/migration", "tests/migration")
+        for path in sorted((PROJECT_TEMPLATE_DIR / folder).rglob("*"))
+        if path.is_file()
+    },
+    # The chat page (prompt chat_ui): its module, its static files and its tests.
+    "agent_server/chat_ui.py": lambda c: c["chat_ui"] == "yes",
+    "tests/test_chat_ui.py": lambda c: c["chat_ui"] == "yes",
+    **{
+        path.relative_to(PROJECT_TEMPLATE_DIR).as_posix().removesuffix(".tmpl"): (
+            lambda c: c["chat_ui"] == "yes"
+        )
+        for path in sorted((PROJECT_TEMPLATE_DIR / "agent_server/static").rglob("*"))
+        if path.is_file()
+    },
+    # The GitHub Actions workflows (prompt ci_workflow).
+    **{
+        path.relative_to(PROJECT_TEMPLATE_DIR).as_posix().removesuffix(".tmpl"): (
+            lambda c: c["ci_workflow"] == "yes"
+        )
+        for path in sorted((PROJECT_TEMPLATE_DIR / ".github").rglob("*"))
+        if path.is_file()
+    },
 }
 
 # Go text/template actions, for files where a bare `{{`/`}}` is legitimate (Python dict
@@ -52,6 +81,8 @@ GO_TEMPLATE_ACTION = re.compile(
     r"\{\{-?\s*(?:[.$]|/\*|(?:if|else|end|range|with|template|define|block|skip|not|eq|ne|"
     r"and|or|len|index|print|printf|fail|map|pair|regexp|bundle_uuid)\b)"
 )
+# GitHub Actions expressions, `${{ vars.X }}`: legitimate in the generated workflow files.
+GITHUB_EXPRESSION = re.compile(r"\$\{\{ [^{}]* \}\}")
 
 
 def full_config(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -199,6 +230,8 @@ def test_no_template_syntax_left(rendered: RenderedCombination) -> None:
         text = path.read_bytes().decode("utf-8", errors="replace")
         name = path.relative_to(rendered.project).as_posix()
         for number, line in enumerate(text.splitlines(), start=1):
+            if name.startswith(".github/workflows/"):
+                line = GITHUB_EXPRESSION.sub("", line)
             if path.suffix == ".py":
                 leftover = GO_TEMPLATE_ACTION.search(line) is not None
             else:
@@ -534,3 +567,143 @@ def test_schema_validation_reports_nested_violations() -> None:
         e.startswith("resources.apps.demo.resources.0.serving_endpoint.permission: 'X'")
         for e in errors
     )
+
+
+# --- free-text prompts: only inert values, never code --------------------------------------
+
+# Prompts that take free text (not an enum, not derived): their values reach YAML, TOML and
+# Python files and the success message's shell commands.
+FREE_TEXT = sorted(
+    name
+    for name, prop in PROPERTIES.items()
+    if prop.get("type") == "string" and "enum" not in prop and prop.get("skip_prompt_if") != {}
+)
+# Characters with no meaning in YAML, TOML, Python or a shell, inside a quoted string or not.
+INERT_VALUE = re.compile(r"^[A-Za-z0-9_.-]*$")
+
+
+@pytest.mark.parametrize("name", FREE_TEXT)
+def test_free_text_prompt_pattern_is_anchored(name: str) -> None:
+    """The CLI searches the pattern anywhere in the value (Go RE2, unanchored): without ^ and $
+    a value with anything around an accepted part would be accepted."""
+    prop = PROPERTIES[name]
+    assert prop.get("pattern", "").startswith("^") and prop["pattern"].endswith("$"), name
+    assert prop.get("pattern_match_failure_message"), name
+
+
+@pytest.mark.parametrize("name", FREE_TEXT)
+@settings(max_examples=300, deadline=None, database=None)
+@given(data=st.data())
+def test_free_text_values_are_inert(name: str, data: st.DataObject) -> None:
+    value = data.draw(pattern_strategy(name))
+    assert INERT_VALUE.match(value), f"{name} accepts {value!r}"
+
+
+def python_shape(text: str) -> list[tuple[int, str]]:
+    """The file's tokens, with the text of string literals and comments left out."""
+    import io
+    import tokenize
+
+    literal = {tokenize.STRING, tokenize.COMMENT, getattr(tokenize, "FSTRING_MIDDLE", -1)}
+    return [
+        (token.type, "" if token.type in literal else token.string)
+        for token in tokenize.generate_tokens(io.StringIO(text).readline)
+    ]
+
+
+def data_shape(value: Any) -> Any:
+    """The structure of parsed YAML/TOML/JSON: containers and scalar types, no strings."""
+    if isinstance(value, Mapping):
+        return ("map", [data_shape(item) for item in value.values()])
+    if isinstance(value, list):
+        return ("list", [data_shape(item) for item in value])
+    return type(value).__name__
+
+
+def file_shapes(project: Path) -> dict[str, Any]:
+    shapes: dict[str, Any] = {}
+    for path in project_files(project):
+        name = path.relative_to(project).as_posix()
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".py":
+            shapes[name] = python_shape(text)
+        elif path.suffix in (".yml", ".yaml"):
+            shapes[name] = data_shape(bv.parse_yaml(text))
+        elif path.suffix == ".toml":
+            shapes[name] = data_shape(tomllib.loads(text))
+        elif path.suffix == ".json":
+            shapes[name] = data_shape(json.loads(text))
+    return shapes
+
+
+@pytest.fixture(scope="module")
+def default_shapes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return file_shapes(render_project(tmp_path_factory.mktemp("shapes"), {}))
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_free_text_values_change_only_literals(
+    tmp_path_factory: pytest.TempPathFactory, default_shapes: dict[str, Any], data: st.DataObject
+) -> None:
+    """Any legal values give the same Python tokens (string literals and comments aside) and
+    the same YAML/TOML/JSON structure as the defaults: a value never becomes code or a key."""
+    config = {name: data.draw(pattern_strategy(name), label=name) for name in FREE_TEXT}
+    project = render_project(tmp_path_factory.mktemp("values"), config)
+    shapes = file_shapes(project)
+    assert shapes.keys() == default_shapes.keys()
+    changed = [name for name in shapes if shapes[name] != default_shapes[name]]
+    assert not changed, f"{config} changed the structure of {changed}"
+
+
+def test_env_file_is_ignored_by_git(rendered: RenderedCombination, tmp_path: Path) -> None:
+    """In a fresh repository made of the generated project, .env (where secrets would go) is
+    ignored, and .env.example (committed on purpose) is not."""
+    import shutil
+
+    project = tmp_path / "project"
+    shutil.copytree(rendered.project, project)
+    (project / ".env").write_text("DATABRICKS_TOKEN=dapi-never-committed\n", encoding="utf-8")
+    (project / ".env.local").write_text("X=1\n", encoding="utf-8")
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["git", *args], cwd=project, capture_output=True, text=True, check=False, timeout=60
+        )
+
+    assert git("init", "-q").returncode == 0
+    ignored = git("check-ignore", ".env", ".env.local", ".env.example")
+    assert ignored.stdout.split() == [".env", ".env.local"], ignored
+    git("add", "-A")
+    staged = git("diff", "--cached", "--name-only").stdout.split()
+    assert ".env.example" in staged
+    assert ".env" not in staged and ".env.local" not in staged
+
+
+@pytest.mark.parametrize("name", FREE_TEXT)
+@settings(
+    max_examples=10,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_free_text_value_outside_the_pattern_is_rejected(
+    tmp_path_factory: pytest.TempPathFactory, name: str, data: st.DataObject
+) -> None:
+    """For every free-text prompt (tests/test_bad_input.py has more cases for the current ones):
+    the error names the property and its rule, and nothing is written."""
+    pattern = PROPERTIES[name]["pattern"]
+    value = data.draw(st.text(max_size=40).filter(lambda s: not regex.fullmatch(pattern, s)))
+    out = tmp_path_factory.mktemp("rejected") / "out"
+    out.mkdir()
+    result = render({name: value}, out)
+    assert result.returncode != 0, f"accepted {name}={value!r}"
+    assert name in result.stderr
+    assert PROPERTIES[name]["pattern_match_failure_message"] in result.stderr
+    assert list(out.iterdir()) == []

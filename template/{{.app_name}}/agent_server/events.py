@@ -8,7 +8,6 @@ from uuid import uuid4
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolMessage
 from mlflow.types.responses import (
     ResponsesAgentRequest,
-    ResponsesAgentStreamEvent,
     create_function_call_item,
     create_function_call_output_item,
     create_text_delta,
@@ -38,18 +37,21 @@ def output_items(messages: Iterable[BaseMessage]) -> list[dict[str, Any]]:
     return items
 
 
-def stream_events(mode: str, data: Any) -> Iterator[ResponsesAgentStreamEvent]:
+def stream_events(mode: str, data: Any) -> Iterator[dict[str, Any]]:
     """Responses stream events for one LangGraph stream part (stream_mode=["updates", "messages"]).
 
     "messages" parts carry LLM tokens and become text deltas; "updates" parts carry each node's
     finished messages and become output items.
+
+    Events are ResponsesAgentStreamEvents as plain dicts: mlflow's server validates each one
+    against that model anyway, so building the model here would validate every token twice.
     """
     if mode == "messages":
         chunk, _metadata = data
         if isinstance(chunk, AIMessageChunk) and (text := chunk.text):
-            yield ResponsesAgentStreamEvent(**create_text_delta(delta=text, item_id=chunk.id))
+            yield create_text_delta(delta=text, item_id=chunk.id)
     elif mode == "updates":
         for update in data.values():
             if isinstance(update, dict):
                 for item in output_items(update.get("messages", [])):
-                    yield ResponsesAgentStreamEvent(type="response.output_item.done", item=item)
+                    yield {"type": "response.output_item.done", "item": item}

@@ -3,12 +3,22 @@
 `uv run start-server` runs it locally on 127.0.0.1:8000; on Databricks Apps (`uv run start-app`,
 see app.yaml) it binds all interfaces on the port the platform gives in DATABRICKS_APP_PORT.
 The module-level `app` is what uvicorn imports, once per worker.
+
+On SIGTERM (how Databricks Apps stops an app, with SIGKILL 15 s later) the server stops
+accepting connections, lets requests in flight finish for up to AGENT_SHUTDOWN_GRACE_SECONDS,
+then exports the traces still queued (tracing.flush_traces) before it exits.
 """
 
 import argparse
+import asyncio
+import contextlib
+import gc
+import importlib.util
 import logging
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from dotenv import load_dotenv
 
@@ -16,21 +26,55 @@ from dotenv import load_dotenv
 # win; AGENT_ENV_FILE points elsewhere (the tests use it to ignore a developer's .env).
 load_dotenv(os.environ.get("AGENT_ENV_FILE") or Path(__file__).resolve().parent.parent / ".env")
 
+from agent_server.redaction import install_log_redaction  # noqa: E402
+
+# Before anything logs: no log line of this process may carry a token (see redaction.py).
+install_log_redaction()
+
 import uvicorn  # noqa: E402
 from mlflow.genai.agent_server import AgentServer  # noqa: E402
 
 from agent_server import agent  # noqa: E402, F401  (importing it registers the handlers)
-from agent_server.handler_adapter import adapt_registered_handlers  # noqa: E402
+from agent_server.handler_adapter import adapt_registered_handlers, shutdown_workers  # noqa: E402
 from agent_server.request_guard import RequestGuard  # noqa: E402
-from agent_server.tracing import configure_tracing  # noqa: E402
+from agent_server.tracing import configure_tracing, flush_traces  # noqa: E402
 
 logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper())
+
+# Seconds that requests in flight get to finish after SIGTERM; the trace flush comes after.
+SHUTDOWN_GRACE_SECONDS = float(os.environ.get("AGENT_SHUTDOWN_GRACE_SECONDS", "10"))
+# Longer than the idle timeout of the proxies in front (uvicorn's 5 s default closes connections
+# that a client is about to reuse, and under load the client sees a read error).
+KEEP_ALIVE_SECONDS = 65
 
 configure_tracing()
 adapt_registered_handlers()
 agent_server = AgentServer("ResponsesAgent")
 app = agent_server.app
 app.add_middleware(RequestGuard)
+if importlib.util.find_spec("agent_server.chat_ui"):  # the chat page (generated with chat_ui=yes)
+    from agent_server.chat_ui import mount_chat_ui
+
+    mount_chat_ui(app)
+_mlflow_lifespan = app.router.lifespan_context
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app_: Any) -> AsyncIterator[Any]:
+    async with _mlflow_lifespan(app_) as state:
+        yield state
+    # Requests in flight have ended, or were cancelled after the grace period: the flush runs
+    # off the event loop so that cancelled requests can still end their trace spans.
+    shutdown_workers()
+    await asyncio.to_thread(flush_traces)
+
+
+app.router.lifespan_context = _lifespan
+
+# Everything built so far lives as long as the process: keep it out of garbage collections,
+# which then only walk what requests create (see cancellation.release_abandoned).
+gc.collect()
+gc.freeze()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,10 +106,8 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
         workers=args.workers,
         reload=args.reload,
-        # The Apps proxy and load balancers keep connections open for a while; uvicorn's 5 s
-        # default closes them under load and the client sees a read error.
-        timeout_keep_alive=65,
-        timeout_graceful_shutdown=30,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
 
 

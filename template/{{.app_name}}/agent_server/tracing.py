@@ -3,12 +3,19 @@
 Left alone, mlflow traces into sqlite:///mlflow.db in the working directory, creating it on the
 first request. Here tracing follows MLFLOW_TRACKING_URI: set (`databricks` on Apps, a profile or a
 local store you chose), traces go there; unset, tracing is off and nothing is written.
+
+Traces are exported by mlflow on background threads. `flush_traces()` runs at server shutdown
+(start_server.py): uvicorn ends the process by re-raising SIGTERM, which skips mlflow's own
+exit-time flush, and every trace still queued would be lost. The tracking store is outside the
+app, so both version tracking at start and the flush at shutdown are time-bounded.
 """
 
 import logging
 import os
 import shutil
 import subprocess
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -16,19 +23,73 @@ import mlflow
 logger = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Longest the server start waits for the tracking store (version tracking), and the shutdown
+# for queued traces to be exported. Databricks Apps stops an app 15 s after SIGTERM.
+TRACKING_TIMEOUT_SECONDS = float(os.environ.get("AGENT_TRACKING_TIMEOUT_SECONDS", "20"))
+TRACE_FLUSH_TIMEOUT_SECONDS = float(os.environ.get("AGENT_TRACE_FLUSH_TIMEOUT_SECONDS", "4"))
+
+_enabled = False
 
 
 def configure_tracing() -> bool:
     """Turn tracing on or off from the environment; returns whether it is on."""
+    global _enabled
+    # mlflow fetches LLM prices from github.com for trace cost estimates: an outbound call the
+    # app does not need (Apps may have no internet access). Use the catalog bundled with mlflow.
+    os.environ.setdefault("MLFLOW_MODEL_CATALOG_URI", "")
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         mlflow.tracing.disable()
         logger.info(
             "Tracing is off: set MLFLOW_TRACKING_URI (uv run quickstart does) to record traces."
         )
+        _enabled = False
         return False
     mlflow.tracing.enable()
-    track_version()
+    _enabled = True
+    if not run_bounded(track_version, TRACKING_TIMEOUT_SECONDS):
+        logger.warning(
+            "Version tracking did not finish within %g s (AGENT_TRACKING_TIMEOUT_SECONDS): "
+            "starting without it; the tracking store may be unreachable.",
+            TRACKING_TIMEOUT_SECONDS,
+        )
+    elif model_id := os.environ.get("MLFLOW_ACTIVE_MODEL_ID"):
+        # mlflow keeps the active model per thread, and track_version ran on a thread of its
+        # own: set it here too, for the server's thread (the store has just answered).
+        try:
+            mlflow.set_active_model(model_id=model_id)
+        except Exception as exc:
+            logger.warning("Could not set the active model %s: %s", model_id, exc)
     return True
+
+
+def flush_traces(timeout: float = TRACE_FLUSH_TIMEOUT_SECONDS) -> bool:
+    """Export every finished trace still queued; False if that took longer than `timeout`."""
+    if not _enabled:
+        return True
+    done = run_bounded(lambda: mlflow.flush_trace_async_logging(terminate=True), timeout)
+    if done:
+        logger.info("Queued traces exported.")
+    else:
+        logger.warning("Queued traces were not all exported within %g s.", timeout)
+    return done
+
+
+def run_bounded(func: Callable[[], object], timeout: float) -> bool:
+    """Run `func` on a daemon thread; True if it returned (or raised) within `timeout` s.
+
+    A call that overruns goes on in the background; as a daemon it never holds up the exit.
+    """
+
+    def run() -> None:
+        try:
+            func()
+        except Exception:
+            logger.warning("%s failed", getattr(func, "__name__", "call"), exc_info=True)
+
+    thread = threading.Thread(target=run, name="tracing-bounded-call", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return not thread.is_alive()
 
 
 def git_commit() -> str | None:

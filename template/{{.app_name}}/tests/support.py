@@ -16,7 +16,7 @@ import httpx
 from tests.fake_workspace import DEFAULT_TOKEN
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-BOOT_TIMEOUT_SECONDS = 300  # a bound for slow, shared CI machines; boots take ~5 s idle
+BOOT_TIMEOUT_SECONDS = 90
 FAKE_MODEL = "databricks-fake-model"
 CHAT_PATH = "/serving-endpoints/chat/completions"
 

@@ -81,6 +81,11 @@ class Settings:
     token_delay: float = 0.0  # seconds of sleep before each token
     endpoints: frozenset[str] | None = None  # None: every serving endpoint exists
     token: str = DEFAULT_TOKEN  # the only accepted bearer token
+    faults: tuple[Any, ...] = ()  # faults.Fault: injected LLM failures (see faults.py)
+    # Full GET /api/2.0/serving-endpoints/{name} answers by name (see serving_api.py).
+    serving_endpoints: dict[str, Any] | None = None
+    # Serving endpoints that answer as an MLflow LLM judge, with a verdict (see judges.py).
+    judge_endpoints: tuple[str, ...] = ()
 
     def updated(self, **changes: Any) -> Settings:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
@@ -88,6 +93,10 @@ class Settings:
             raise ValueError(f"unknown settings: {sorted(unknown)}")
         if changes.get("endpoints") is not None:
             changes["endpoints"] = frozenset(changes["endpoints"])
+        if "faults" in changes:
+            from .faults import parse_faults  # faults imports this module
+
+            changes["faults"] = parse_faults(changes["faults"])
         new = dataclasses.replace(self, **changes)
         if new.tokens is not None and (not isinstance(new.tokens, int) or new.tokens < 0):
             raise ValueError("tokens must be None or an int >= 0")

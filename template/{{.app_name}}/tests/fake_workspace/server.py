@@ -25,6 +25,8 @@ from .core import (
     Settings,
     dispatch,
 )
+from .faults import Fault  # noqa: F401  (wraps the LLM routes with fault injection)
+from .judges import JUDGE_VERDICT  # noqa: F401  (answers as an LLM judge on judge_endpoints)
 from .mlflow_api import ExperimentStore  # noqa: F401  (registers the MLflow routes)
 
 

@@ -7,6 +7,7 @@ import hashlib
 from starlette.responses import JSONResponse, Response
 
 from .core import FAKE_USER, WORKSPACE_ID, Call, endpoint_exists, no_such_endpoint, route
+from .serving_api import configured_endpoint
 
 
 @route("GET", "/.well-known/databricks-config", auth=False)
@@ -25,6 +26,8 @@ async def current_user(call: Call) -> Response:
 @route("GET", "/api/2.0/serving-endpoints/{name}")
 async def get_serving_endpoint(call: Call) -> Response:
     name = call.params["name"]
+    if (configured := configured_endpoint(call.settings, name)) is not None:
+        return JSONResponse(configured)
     if not endpoint_exists(call.settings, name):
         return no_such_endpoint(name)
     entity = {"name": name, "entity_name": name, "foundation_model": {"name": name}}

@@ -1,0 +1,628 @@
+"""`make bench`: the generated agents side by side with a minimal relay, on one core each.
+
+What it does (bench/README.md has the details and how to read the results):
+1. renders the template for every agent_framework x async and installs each project with uv,
+   timing `uv sync` with an empty and a warm cache, and measuring the .venv;
+2. starts the fake workspace (tests/fake_workspace of a generated project), streaming --tokens
+   tokens --token-delay seconds apart, so no answer can take less than tokens x delay;
+3. times the boot of each framework to a healthy /health (median of --boots);
+4. for each variant (framework x async x tracing on/off, and the baseline relay) starts the
+   server pinned to core 0 (one uvicorn worker) and sweeps concurrency x streaming with the load
+   generator (bench/load.py) pinned to core 1, reading the server's CPU time from /proc;
+5. writes bench/results/<name>.json, .md and .png (bench/report.py) and prints the table.
+
+Every step is bounded: request counts, a time cap per point, per-request timeouts, boot
+timeouts, and an overall budget after which the remaining points are skipped (and marked so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import report  # noqa: E402  (bench/report.py, next to this file)
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+FRAMEWORKS = ("langgraph", "model-serving-migration")
+SERVER_CORE = "0"
+CLIENT_CORE = "1"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+ENDPOINT = "bench-llm-endpoint"
+MESSAGE = "hi"
+FILLER = " lorem"  # the fake's padding token (tests/fake_workspace/core.py FILLER_TOKEN)
+BOOT_TIMEOUT = 120.0
+
+
+@dataclass
+class Plan:
+    """How much to measure: the full run, or --quick for iterating."""
+
+    concurrency: tuple[int, ...]
+    modes: tuple[bool, ...]  # stream?
+    requests_per_client: dict[int, int]  # concurrency -> requests per client (bounded below)
+    point_seconds: float  # no request starts after this, per point
+    boots: int
+    cold_sync: bool
+    budget_seconds: float
+
+
+FULL = Plan(
+    concurrency=(1, 32, 128, 256),
+    modes=(True, False),
+    requests_per_client={1: 5, 32: 3, 128: 3, 256: 2},
+    point_seconds=20,
+    boots=5,
+    cold_sync=True,
+    budget_seconds=25 * 60,
+)
+QUICK = Plan(
+    concurrency=(1, 128),
+    modes=(True, False),
+    requests_per_client={1: 5, 128: 2},
+    point_seconds=10,
+    boots=3,
+    cold_sync=False,
+    budget_seconds=8 * 60,
+)
+
+
+@dataclass
+class Variant:
+    name: str
+    framework: str | None  # None: the baseline relay
+    is_async: bool = True
+    tracing: bool = False
+    project: Path | None = None
+    points: list[dict[str, Any]] = field(default_factory=list)
+    traces: dict[str, Any] | None = None  # tracing on: requests sent and traces stored
+
+    @property
+    def expects_answers(self) -> bool:
+        """The migration scaffold answers every request 501 until it is migrated."""
+        return self.framework != "model-serving-migration"
+
+
+def log(message: str) -> None:
+    print(f"[bench {datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
+def wait_for_quiet(max_load: float, max_wait: float) -> float:
+    """Wait (bounded) until the 1-minute load average is below max_load; return it."""
+    deadline = time.monotonic() + max_wait
+    while (load := load_average()) >= max_load and time.monotonic() < deadline:
+        log(f"load average {load:.2f} >= {max_load}: waiting (up to {max_wait:.0f} s in all)")
+        time.sleep(15)
+    return load_average()
+
+
+# --- rendering and installing ---------------------------------------------------------------
+
+
+def render(template_repo: Path, framework: str, is_async: bool, out: Path, label: str = "") -> Path:
+    config = out / f"config-{framework}-{is_async}.json"
+    config.write_text(
+        json.dumps({"agent_framework": framework, "async": "yes" if is_async else "no"})
+    )
+    target = out / f"{label}{framework}-{'async' if is_async else 'sync'}"
+    subprocess.run(
+        [
+            str(REPO / "tests" / "bundle-init"),
+            str(template_repo),
+            "--config-file",
+            str(config),
+            "--output-dir",
+            str(target),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return target / "my-agent"
+
+
+def uv_sync(project: Path, env: dict[str, str] | None = None) -> float:
+    # Not the bench's own environment (`uv run` sets these): each project gets its .venv.
+    inherited = {
+        k: v for k, v in os.environ.items() if k not in ("UV_PROJECT_ENVIRONMENT", "VIRTUAL_ENV")
+    }
+    started = time.perf_counter()
+    subprocess.run(
+        ["uv", "sync", "--quiet"],
+        cwd=project,
+        env={**inherited, **(env or {})},
+        check=True,
+        timeout=900,
+    )
+    return time.perf_counter() - started
+
+
+def venv_footprint(venv: Path) -> dict[str, Any]:
+    size = 0
+    for path in venv.rglob("*"):
+        with contextlib.suppress(OSError):
+            if path.is_file() and not path.is_symlink():
+                size += path.stat().st_size
+    site = next(venv.glob("lib/python*/site-packages"))
+    packages = sorted(p.name.split("-")[0] for p in site.glob("*.dist-info"))
+    return {"venv_mb": size / 1e6, "packages": len(packages)}
+
+
+def install_footprint(project: Path, cold: bool, scratch: Path) -> dict[str, Any]:
+    """uv sync times (empty cache, then warm) into a throwaway venv, and that venv's size."""
+    result: dict[str, Any] = {}
+    venv = scratch / f"venv-{project.parent.name}"
+    env = {"UV_PROJECT_ENVIRONMENT": str(venv)}
+    if cold:
+        cache = scratch / f"uv-cache-{project.parent.name}"
+        env["UV_CACHE_DIR"] = str(cache)
+        shutil.rmtree(venv, ignore_errors=True)
+        result["sync_cold_s"] = uv_sync(project, env)
+        shutil.rmtree(venv)
+    result["sync_warm_s"] = uv_sync(project, env)
+    result.update(venv_footprint(venv))
+    shutil.rmtree(venv, ignore_errors=True)
+    if cold:
+        shutil.rmtree(env["UV_CACHE_DIR"], ignore_errors=True)
+    return result
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+def agent_env(fake_url: str, tracing_dir: Path | None) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABRICKS_", "MLFLOW_", "VIRTUAL_ENV", "UV_"))
+    }
+    env.update(
+        {
+            "DATABRICKS_HOST": fake_url,
+            "DATABRICKS_TOKEN": "dapi-fake-token",
+            "DATABRICKS_CONFIG_FILE": str(Path(tempfile.gettempdir()) / "bench-no-such-cfg"),
+            "SERVING_ENDPOINT": ENDPOINT,
+            "AGENT_ENV_FILE": "/dev/null",
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    if tracing_dir is not None:
+        tracing_dir.mkdir(parents=True, exist_ok=True)
+        env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tracing_dir / 'mlflow.db'}"
+        # As on Databricks Apps (databricks.yml passes the bundle's commit): traces are linked
+        # to a LoggedModel for this version.
+        env["AGENT_GIT_COMMIT"] = "0123456789abcdef0123456789abcdef01234567"
+    return env
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def server(command: list[str], cwd: Path, env: dict[str, str], log_path: Path) -> Iterator[Any]:
+    """A server pinned to SERVER_CORE; yields (process, url, boot seconds) once /health is 200."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with log_path.open("ab") as log_file:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            ["taskset", "-c", SERVER_CORE, *command, "--port", str(port)],
+            cwd=cwd,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + BOOT_TIMEOUT
+            while not healthy(url):
+                if process.poll() is not None:
+                    raise RuntimeError(f"server exited ({process.returncode}); see {log_path}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"server not healthy after {BOOT_TIMEOUT} s; see {log_path}")
+                time.sleep(0.02)
+            yield process, url, time.perf_counter() - started
+        finally:
+            stop(process)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def fake_workspace(project: Path, tokens: int, delay: float, log_path: Path) -> Iterator[str]:
+    """The generated project's fake workspace, as its own process next to the load generator."""
+    with log_path.open("ab") as log_file:
+        process = subprocess.Popen(
+            [
+                "taskset",
+                "-c",
+                CLIENT_CORE,
+                str(project / ".venv" / "bin" / "python"),
+                "-m",
+                "tests.fake_workspace",
+                "--port",
+                "0",
+                "--tokens",
+                str(tokens),
+                "--token-delay",
+                str(delay),
+            ],
+            cwd=project,
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+        )
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline().decode().strip()
+            if not line.startswith("FAKE_WORKSPACE_URL="):
+                raise RuntimeError(f"fake workspace did not start: {line!r}")
+            yield line.split("=", 1)[1]
+        finally:
+            stop(process)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def settled_cpu(pid: int, max_wait: float = 120.0) -> tuple[float, float]:
+    """CPU seconds once the server has gone idle, and how long that took.
+
+    mlflow exports traces on background threads after the answers have gone out: under load a
+    backlog builds up, and its CPU belongs to the requests that made it.
+    """
+    started = time.monotonic()
+    last = cpu_seconds(pid)
+    while time.monotonic() < started + max_wait:
+        time.sleep(0.5)
+        now = cpu_seconds(pid)
+        if now - last < 0.02:
+            return now, time.monotonic() - started - 0.5
+        last = now
+    return last, time.monotonic() - started
+
+
+def stored_traces(tracing_dir: Path) -> int | None:
+    """How many traces the local tracking store holds."""
+    try:
+        with contextlib.closing(sqlite3.connect(tracing_dir / "mlflow.db")) as db:
+            return db.execute("SELECT COUNT(*) FROM trace_info").fetchone()[0]
+    except sqlite3.Error:
+        return None
+
+
+def run_load(
+    url: str,
+    concurrency: int,
+    requests: int,
+    stream: bool,
+    seconds: float,
+    expected_text: str | None,
+    expected_status: int,
+) -> dict[str, Any]:
+    command = [
+        "taskset",
+        "-c",
+        CLIENT_CORE,
+        sys.executable,
+        str(REPO / "bench" / "load.py"),
+        "--url",
+        f"{url}/invocations",
+        "--concurrency",
+        str(concurrency),
+        "--requests",
+        str(requests),
+        "--duration",
+        str(seconds),
+        "--timeout",
+        "60",
+        "--message",
+        MESSAGE,
+        "--expected-status",
+        str(expected_status),
+    ]
+    if stream:
+        command.append("--stream")
+    if expected_text is not None:
+        command += ["--expected-text", expected_text]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 180)
+    if done.returncode != 0:
+        raise RuntimeError(f"load generator failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout)
+
+
+# --- the measurement ------------------------------------------------------------------------
+
+
+def expected_answer(tokens: int) -> str:
+    """What the fake answers MESSAGE with: its words, padded to `tokens` chunks."""
+    words = ["You ", "said: ", MESSAGE]
+    return "".join(words[:tokens]) + FILLER * max(0, tokens - len(words))
+
+
+def server_command(variant: Variant) -> tuple[list[str], Path]:
+    if variant.framework is None:
+        return [sys.executable, str(REPO / "bench" / "baseline_relay.py")], REPO
+    assert variant.project is not None
+    return [str(variant.project / ".venv" / "bin" / "start-server")], variant.project
+
+
+def measure_variant(
+    variant: Variant, plan: Plan, fake_url: str, tokens: int, scratch: Path, deadline: float
+) -> None:
+    tracing_dir = scratch / f"mlflow-{variant.name.replace(' ', '-')}" if variant.tracing else None
+    env = agent_env(fake_url, tracing_dir)
+    command, cwd = server_command(variant)
+    expected = expected_answer(tokens) if variant.expects_answers else None
+    status = 200 if variant.expects_answers else 501
+    log_path = scratch / f"server-{variant.name.replace(' ', '-')}.log"
+    # The scaffold streams its 501 as an error event after a 200: only its invoke is measured.
+    modes = plan.modes if variant.expects_answers else (False,)
+    sent = 0
+    with server(command, cwd, env, log_path) as (process, url, _boot):
+        # Warm-up: first requests build the agent and the clients, and create the trace store.
+        for stream in modes:
+            sent += run_load(url, 4, 12, stream, 30, expected, status)["requests"]
+        for stream in modes:
+            for concurrency in plan.concurrency:
+                point: dict[str, Any] = {"concurrency": concurrency, "stream": stream}
+                if time.monotonic() > deadline:
+                    point["skipped"] = "time budget exhausted"
+                    variant.points.append(point)
+                    continue
+                requests = max(concurrency * plan.requests_per_client.get(concurrency, 2), 3)
+                before, _ = settled_cpu(process.pid)
+                result = run_load(
+                    url, concurrency, requests, stream, plan.point_seconds, expected, status
+                )
+                after, drain = settled_cpu(process.pid)
+                sent += result["requests"]
+                point.update(result)
+                point["cpu_ms_per_request"] = 1000 * (after - before) / max(result["requests"], 1)
+                point["drain_s"] = drain
+                point["peak_rss_mb"] = peak_rss_mb(process.pid)
+                variant.points.append(point)
+                log(
+                    f"{variant.name:<34} {'stream' if stream else 'invoke'} c={concurrency:<3} "
+                    f"{result['rps']:6.1f} req/s  p99 {result['latency_p99_s'] or 0:6.2f} s  "
+                    f"cpu {point['cpu_ms_per_request']:6.1f} ms/req  errors {result['errors']}"
+                )
+        if tracing_dir is not None:
+            settled_cpu(process.pid)
+            variant.traces = {"requests": sent, "stored": stored_traces(tracing_dir)}
+
+
+def boot_times(project: Path, fake_url: str, tracing: bool, boots: int, scratch: Path) -> list:
+    times = []
+    for index in range(boots):
+        tracing_dir = scratch / f"boot-mlflow-{project.parent.name}-{index}" if tracing else None
+        env = agent_env(fake_url, tracing_dir)
+        log_path = scratch / f"boot-{project.parent.name}.log"
+        with server([str(project / ".venv" / "bin" / "start-server")], project, env, log_path) as (
+            _process,
+            _url,
+            seconds,
+        ):
+            times.append(seconds)
+    return times
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Benchmark the generated agent servers.")
+    parser.add_argument("--quick", action="store_true", help="fewer points, for iterating")
+    parser.add_argument("--name", default=None, help="results file name (default: a timestamp)")
+    parser.add_argument(
+        "--template", type=Path, default=REPO, help="template repository to render (default: this)"
+    )
+    parser.add_argument("--variants", default="", help="comma-separated substrings to keep")
+    parser.add_argument("--tokens", type=int, default=50)
+    parser.add_argument("--token-delay", type=float, default=0.02)
+    parser.add_argument(
+        "--max-load",
+        type=float,
+        default=0.0,
+        help="first wait (at most --max-wait s) for a load average below this",
+    )
+    parser.add_argument("--max-wait", type=float, default=600)
+    parser.add_argument("--keep", action="store_true", help="keep the rendered projects")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="an earlier template repository: its LangGraph variants run too, each next to "
+        "the same variant of --template, as 'before: ...'",
+    )
+    parser.add_argument("--concurrency", default="", help="e.g. 32,128 (default: the plan's)")
+    parser.add_argument("--modes", choices=("both", "stream", "invoke"), default="both")
+    parser.add_argument("--no-boot", action="store_true", help="skip the boot times")
+    return parser.parse_args(argv)
+
+
+def make_variants(projects: dict[tuple[str, bool], Path], wanted: list[str]) -> list[Variant]:
+    variants = [Variant("baseline relay", None)]
+    for framework in FRAMEWORKS:
+        for is_async in (True, False):
+            project = projects[(framework, is_async)]
+            kind = "async" if is_async else "sync"
+            if framework == "langgraph":
+                for tracing in (True, False):
+                    name = f"langgraph {kind} tracing {'on' if tracing else 'off'}"
+                    variants.append(Variant(name, framework, is_async, tracing, project))
+            else:
+                # Answers 501 at once: the server's own overhead per request, and (async, tracing
+                # on) what exporting one trace costs.
+                for tracing in (False, True) if is_async else (False,):
+                    name = f"migration {kind} (501) tracing {'on' if tracing else 'off'}"
+                    variants.append(Variant(name, framework, is_async, tracing, project))
+    if wanted:
+        variants = [v for v in variants if any(w in v.name for w in wanted)]
+    # The quick ones first, so that a run out of time skips LangGraph points, not all of these.
+    return sorted(variants, key=lambda v: v.framework == "langgraph")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    if args.concurrency:
+        plan = dataclasses.replace(
+            plan, concurrency=tuple(int(c) for c in args.concurrency.split(","))
+        )
+    if args.modes != "both":
+        plan = dataclasses.replace(plan, modes=(args.modes == "stream",))
+    if os.cpu_count() is None or os.cpu_count() < 2:  # type: ignore[operator]
+        log("warning: fewer than 2 cores: server and load generator share one")
+    name = args.name or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    started = time.monotonic()
+    deadline = started + plan.budget_seconds
+    results: dict[str, Any] = {
+        "name": name,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "template": str(args.template),
+        "tokens": args.tokens,
+        "token_delay_s": args.token_delay,
+        "ideal_latency_s": args.tokens * args.token_delay,
+    }
+    if args.max_load:
+        results["load_average_waited"] = wait_for_quiet(args.max_load, args.max_wait)
+    results["load_average_start"] = load_average()
+    scratch = Path(tempfile.mkdtemp(prefix="agent-bench-"))
+    log(f"working in {scratch}")
+    try:
+        projects: dict[tuple[str, bool], Path] = {}
+        install: dict[str, Any] = {}
+        for framework in FRAMEWORKS:
+            for is_async in (True, False):
+                project = render(args.template, framework, is_async, scratch)
+                log(f"installing {project.parent.name}")
+                uv_sync(project)
+                projects[(framework, is_async)] = project
+            log(f"timing uv sync of {framework} ({'cold and warm' if plan.cold_sync else 'warm'})")
+            install[framework] = install_footprint(
+                projects[(framework, True)], plan.cold_sync, scratch
+            )
+        results["install"] = install
+
+        wanted = [w for w in args.variants.split(",") if w]
+        variants = make_variants(projects, wanted)
+        if args.before is not None:
+            results["before_template"] = str(args.before)
+            earlier: dict[tuple[str, bool], Path] = {}
+            for is_async in (True, False):
+                project = render(args.before, "langgraph", is_async, scratch, "before-")
+                log(f"installing {project.parent.name}")
+                uv_sync(project)
+                earlier[("langgraph", is_async)] = project
+            paired = []
+            for variant in variants:
+                if variant.framework == "langgraph":
+                    project = earlier[("langgraph", variant.is_async)]
+                    paired.append(
+                        dataclasses.replace(
+                            variant, name=f"before: {variant.name}", project=project, points=[]
+                        )
+                    )
+                paired.append(variant)
+            variants = paired
+        fake_log = scratch / "fake.log"
+        with fake_workspace(
+            projects[("langgraph", True)], args.tokens, args.token_delay, fake_log
+        ) as fake_url:
+            for variant in variants:
+                log(f"measuring {variant.name}")
+                measure_variant(variant, plan, fake_url, args.tokens, scratch, deadline)
+            # Last, so that a slow machine shortens these (3 boots at least), not the load points.
+            results["boot"] = {}
+            for framework, tracing in (
+                ()
+                if args.no_boot
+                else (
+                    ("langgraph", False),
+                    ("langgraph", True),
+                    ("model-serving-migration", False),
+                )
+            ):
+                key = f"{framework} tracing {'on' if tracing else 'off'}"
+                log(f"boot times: {key}")
+                boots = plan.boots if time.monotonic() < deadline else 3
+                times = boot_times(projects[(framework, True)], fake_url, tracing, boots, scratch)
+                results["boot"][key] = {"median_s": statistics.median(times), "all_s": times}
+        results["variants"] = [
+            {
+                "name": v.name,
+                "framework": v.framework,
+                "async": v.is_async,
+                "tracing": v.tracing,
+                "points": v.points,
+                "traces": v.traces,
+            }
+            for v in variants
+        ]
+        results["load_average_end"] = load_average()
+        results["elapsed_s"] = time.monotonic() - started
+    finally:
+        if args.keep:
+            log(f"kept {scratch}")
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    json_path = RESULTS / f"{name}.json"
+    json_path.write_text(json.dumps(results, indent=1) + "\n")
+    markdown = report.write(results, RESULTS / f"{name}.md", RESULTS / f"{name}.png")
+    print(markdown)
+    log(f"wrote {json_path.with_suffix('.md')} and {json_path.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,304 @@
+// The chat page: sends each question to the agent's /invocations with "stream": true and shows
+// the server-sent events as they arrive: text deltas, tool calls and their results, errors.
+// Plain browser JavaScript (no build step, no dependencies).
+"use strict";
+
+// Relative to the page, so it works wherever the page is served: locally, and behind the
+// Databricks Apps proxy (same origin: the user's session with the app authenticates the call).
+const INVOCATIONS_URL = new URL("invocations", document.baseURI);
+// Each request carries the conversation so far, so an agent without memory has the context. An
+// agent that keeps the conversation itself (memory keyed by the conversation id) needs only the
+// new message: set this to false.
+const SEND_HISTORY = true;
+
+const elements = {
+  messages: document.getElementById("messages"),
+  empty: document.getElementById("empty"),
+  form: document.getElementById("composer"),
+  prompt: document.getElementById("prompt"),
+  send: document.getElementById("send"),
+  stop: document.getElementById("stop"),
+  newChat: document.getElementById("new-chat"),
+  conversationId: document.getElementById("conversation-id"),
+};
+
+const chat = {
+  conversationId: "",
+  history: [], // {role, content} of the finished turns
+  controller: null, // AbortController of the request in flight
+};
+
+function newConversationId() {
+  if (window.crypto && typeof window.crypto.randomUUID === "function") {
+    return window.crypto.randomUUID();
+  }
+  // randomUUID needs a secure context (https or localhost); elsewhere any unique id will do.
+  return `c-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
+}
+
+function startConversation() {
+  chat.conversationId = newConversationId();
+  chat.history = [];
+  elements.conversationId.textContent = chat.conversationId;
+  for (const node of [...elements.messages.children]) {
+    if (node !== elements.empty) node.remove();
+  }
+  elements.empty.hidden = false;
+}
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text; // never innerHTML: answers are untrusted
+  return node;
+}
+
+function scrollToEnd() {
+  elements.messages.scrollTop = elements.messages.scrollHeight;
+}
+
+// The agent's answer to one question: its messages, tool calls and errors, in arrival order.
+class Turn {
+  constructor(question) {
+    elements.empty.hidden = true;
+    elements.messages.append(element("div", "message user", question));
+    this.root = element("div", "turn");
+    this.root.dataset.state = "waiting";
+    this.status = element("p", "status", "Thinking\u2026");
+    this.root.append(this.status);
+    elements.messages.append(this.root);
+    this.texts = new Map(); // message item id -> element
+    this.tools = new Map(); // call id -> {details, result}
+    this.failed = false;
+    scrollToEnd();
+  }
+
+  add(node) {
+    this.root.insertBefore(node, this.status);
+    scrollToEnd();
+  }
+
+  textElement(itemId) {
+    let node = this.texts.get(itemId);
+    if (!node) {
+      node = element("div", "message assistant", "");
+      this.texts.set(itemId, node);
+      this.add(node);
+    }
+    return node;
+  }
+
+  appendText(itemId, delta) {
+    this.textElement(itemId || "text").textContent += delta;
+    scrollToEnd();
+  }
+
+  setText(itemId, text) {
+    // The finished item is authoritative: it replaces the deltas streamed for it.
+    this.textElement(itemId || "text").textContent = text;
+  }
+
+  toolCall(callId, name, args) {
+    const details = element("details", "tool");
+    const summary = element("summary");
+    summary.append("Tool call ", element("span", "tool-name", name || "tool"));
+    const argsBlock = element("pre");
+    argsBlock.append(element("span", "label", "arguments"), formatJson(args));
+    details.append(summary, argsBlock);
+    details.dataset.callId = callId || "";
+    this.tools.set(callId, { details, summary });
+    this.add(details);
+  }
+
+  toolResult(callId, output) {
+    let tool = this.tools.get(callId);
+    if (!tool) {
+      this.toolCall(callId, "tool", "");
+      tool = this.tools.get(callId);
+    }
+    const resultBlock = element("pre", "tool-result");
+    resultBlock.append(element("span", "label", "result"), formatJson(output));
+    tool.details.append(resultBlock);
+    tool.summary.append(" \u2713");
+  }
+
+  error(message) {
+    this.failed = true;
+    this.add(element("div", "error", message));
+  }
+
+  finish(state) {
+    this.status.remove();
+    this.root.dataset.state = state;
+  }
+
+  answerText() {
+    return [...this.texts.values()].map((node) => node.textContent).join("\n\n");
+  }
+}
+
+function formatJson(value) {
+  if (typeof value !== "string") return JSON.stringify(value, null, 2);
+  try {
+    return JSON.stringify(JSON.parse(value), null, 2);
+  } catch {
+    return value;
+  }
+}
+
+function messageText(item) {
+  const content = item.content;
+  if (typeof content === "string") return content;
+  if (!Array.isArray(content)) return "";
+  return content
+    .filter((part) => part && typeof part.text === "string")
+    .map((part) => part.text)
+    .join("");
+}
+
+// One event of the Responses stream, as mlflow's agent server sends them.
+function handleEvent(turn, event) {
+  turn.status.textContent = "Answering\u2026";
+  if (event.type === "response.output_text.delta") {
+    turn.appendText(event.item_id, event.delta || "");
+  } else if (event.type === "response.output_item.done" && event.item) {
+    const item = event.item;
+    if (item.type === "message") turn.setText(item.id, messageText(item));
+    else if (item.type === "function_call") turn.toolCall(item.call_id, item.name, item.arguments);
+    else if (item.type === "function_call_output") turn.toolResult(item.call_id, item.output);
+  } else if (event.type === "error" || event.error) {
+    const reason = event.message || event.error;
+    const text = typeof reason === "string" ? reason : JSON.stringify(reason);
+    turn.error(`The agent failed${event.code ? ` (${event.code})` : ""}: ${text}`);
+  }
+}
+
+// The `data:` payloads of a server-sent event stream, as they arrive.
+async function* serverSentData(response) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  const payload = (block) =>
+    block
+      .split("\n")
+      .filter((line) => line.startsWith("data:"))
+      .map((line) => line.slice(5).replace(/^ /, ""))
+      .join("\n");
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer = (buffer + value).replace(/\r\n/g, "\n");
+    let end;
+    while ((end = buffer.indexOf("\n\n")) !== -1) {
+      const data = payload(buffer.slice(0, end));
+      buffer = buffer.slice(end + 2);
+      if (data) yield data;
+    }
+  }
+  const rest = payload(buffer);
+  if (rest) yield rest;
+}
+
+async function httpErrorMessage(response) {
+  let detail = "";
+  try {
+    const text = await response.text();
+    try {
+      const body = JSON.parse(text);
+      detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail ?? body);
+    } catch {
+      detail = text.slice(0, 300);
+    }
+  } catch {
+    // no body
+  }
+  const hint =
+    response.status === 401 || response.status === 403
+      ? " Your session may have expired: reload the page."
+      : "";
+  const text = `Error ${response.status}${detail ? `: ${detail}` : ""}`;
+  return `${text}${/[.!?]$/.test(text) ? "" : "."}${hint}`;
+}
+
+async function ask(question) {
+  const turn = new Turn(question);
+  const message = { role: "user", content: question };
+  const body = {
+    input: SEND_HISTORY ? [...chat.history, message] : [message],
+    context: { conversation_id: chat.conversationId },
+    stream: true,
+  };
+  chat.controller = new AbortController();
+  setBusy(true);
+  let completed = false;
+  try {
+    const response = await fetch(INVOCATIONS_URL, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+      body: JSON.stringify(body),
+      signal: chat.controller.signal,
+    });
+    if (!response.ok) {
+      turn.error(await httpErrorMessage(response));
+      return;
+    }
+    const type = response.headers.get("content-type") || "";
+    if (!type.startsWith("text/event-stream")) {
+      // E.g. a login page instead of the answer, when the app's session has expired.
+      const what = type || "no content type";
+      turn.error(`Unexpected answer (${what}): reload the page and try again.`);
+      return;
+    }
+    for await (const data of serverSentData(response)) {
+      if (data === "[DONE]") {
+        completed = true;
+        break;
+      }
+      let event;
+      try {
+        event = JSON.parse(data);
+      } catch {
+        turn.error(`Unreadable event from the agent: ${data.slice(0, 200)}`);
+        continue;
+      }
+      handleEvent(turn, event);
+    }
+    if (!completed) turn.error("The answer was cut off: the connection closed before its end.");
+  } catch (err) {
+    if (err.name === "AbortError") turn.error("Stopped.");
+    else turn.error(`Could not reach the agent: ${err.message}`);
+  } finally {
+    const ok = completed && !turn.failed;
+    if (ok) chat.history.push(message, { role: "assistant", content: turn.answerText() });
+    turn.finish(ok ? "done" : "error");
+    chat.controller = null;
+    setBusy(false);
+  }
+}
+
+function setBusy(busy) {
+  elements.send.disabled = busy;
+  elements.stop.hidden = !busy;
+  elements.newChat.disabled = busy;
+  if (!busy) elements.prompt.focus();
+}
+
+elements.form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const question = elements.prompt.value.trim();
+  if (!question || chat.controller) return;
+  elements.prompt.value = "";
+  ask(question);
+});
+
+elements.prompt.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    elements.form.requestSubmit();
+  }
+});
+
+elements.stop.addEventListener("click", () => chat.controller && chat.controller.abort());
+elements.newChat.addEventListener("click", startConversation);
+
+startConversation();
+elements.prompt.focus();

@@ -1,0 +1,158 @@
+"""The agent server as a child process that a test controls: its settings, signals and log.
+
+`tests.support.running_server` is enough to send requests; the reliability tests also need the
+process itself (to stop it with SIGTERM, to read its log) and settings of their own (short
+timeouts, a recognisable token).
+
+`canary_fake` and `reliability_server` (session fixtures, registered in conftest.py) are shared
+by the reliability tests, so that the server boots once: a fake workspace whose token is a
+recognisable canary, and the server in front of it with short timeouts and local tracing.
+tests/test_secrets.py scans what that server wrote, after every other test that used it.
+"""
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fake_workspace import ENV_KEYS_TO_REMOVE, FakeWorkspace
+from tests.support import BOOT_TIMEOUT_SECONDS, PROJECT_ROOT, free_port, server_env
+
+SERVING_ENDPOINT = "test-llm-endpoint"
+GIT_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+STOP_TIMEOUT_SECONDS = 60
+# A token nobody could mistake: tests/test_secrets.py looks for it everywhere the server writes.
+CANARY_TOKEN = "dapi-SECRET-canary-7f3a9c1e5b2d4086"
+
+# The reliability server's settings: short, so that timeouts happen within a test.
+BODY_TIMEOUT_SECONDS = 2  # AGENT_BODY_TIMEOUT_SECONDS
+LLM_TIMEOUT_SECONDS = 1.5  # AGENT_LLM_TIMEOUT_SECONDS
+LLM_MAX_RETRIES = 2  # AGENT_LLM_MAX_RETRIES (the generated default)
+WORKSPACE_WAIT_SECONDS = 2.0  # AGENT_WORKSPACE_WAIT_SECONDS
+SHORT_TIMEOUTS = {
+    "AGENT_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT_SECONDS),
+    "AGENT_LLM_TIMEOUT_SECONDS": str(LLM_TIMEOUT_SECONDS),
+    "AGENT_LLM_MAX_RETRIES": str(LLM_MAX_RETRIES),
+    "AGENT_WORKSPACE_WAIT_SECONDS": str(WORKSPACE_WAIT_SECONDS),
+}
+
+
+@dataclass
+class AgentProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    tracking_db: Path | None = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def terminate(self) -> int:
+        """SIGTERM, as Databricks Apps stops an app; returns the exit status once it exits."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            raise
+
+
+def agent_env(
+    fake: FakeWorkspace, tracking_db: Path | None = None, **settings: str
+) -> dict[str, str]:
+    """The server's environment: the fake's credentials, no .env, optional local tracing."""
+    extra = {
+        **fake.env(),
+        "SERVING_ENDPOINT": SERVING_ENDPOINT,
+        "AGENT_GIT_COMMIT": GIT_COMMIT,
+        "AGENT_ENV_FILE": os.devnull,
+        **settings,
+    }
+    if tracking_db is not None:
+        extra["MLFLOW_TRACKING_URI"] = f"sqlite:///{tracking_db}"
+    return server_env(extra, remove=ENV_KEYS_TO_REMOVE)
+
+
+@pytest.fixture(scope="session")
+def canary_fake() -> Iterator[FakeWorkspace]:
+    with FakeWorkspace(token=CANARY_TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def reliability_server(
+    canary_fake: FakeWorkspace, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AgentProcess]:
+    folder = tmp_path_factory.mktemp("reliability")
+    # DEBUG: every library logs all it can, for tests/test_secrets.py to search.
+    env = agent_env(canary_fake, folder / "mlflow.db", LOG_LEVEL="DEBUG", **SHORT_TIMEOUTS)
+    with agent_process(env, folder / "server.log") as server:
+        server.tracking_db = folder / "mlflow.db"
+        yield server
+
+
+@contextlib.contextmanager
+def agent_process(
+    env: dict[str, str], log_path: Path, args: tuple[str, ...] | None = None
+) -> Iterator[AgentProcess]:
+    """Start the server (default: on a free port) and yield it once /health answers."""
+    if args is None:
+        port = free_port()
+        args = ("--port", str(port))
+        url = f"http://127.0.0.1:{port}"
+    else:
+        url = f"http://127.0.0.1:{env['DATABRICKS_APP_PORT']}"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "agent_server.start_server", *args],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        server = AgentProcess(url, process, log_path)
+        try:
+            wait_healthy(server)
+            yield server
+        finally:
+            if process.poll() is None:
+                server.terminate()
+
+
+def wait_healthy(server: AgentProcess) -> None:
+    deadline = time.monotonic() + BOOT_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"server exited with {server.process.returncode}:\n{server.log()}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{server.url}/health", timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"server not healthy after {BOOT_TIMEOUT_SECONDS} s:\n{server.log()}")
+
+
+NOT_MIGRATED = "not been migrated yet"
+
+
+def reached_the_agent(response: httpx.Response) -> bool:
+    """The request passed every check and was answered by the agent: 200, or the migration
+    scaffold's 501 "not migrated yet" (the same tests run for every agent_framework)."""
+    if response.status_code == 200:
+        return True
+    return response.status_code == 501 and NOT_MIGRATED in response.json().get("detail", "")
+
+
+def stream_reached_the_agent(events: list) -> bool:
+    """A full stream from the agent: `[DONE]` last, and no error but "not migrated yet"."""
+    errors = [e for e in events[:-1] if isinstance(e, dict) and e.get("type") == "error"]
+    return events[-1:] == ["[DONE]"] and all(NOT_MIGRATED in e["message"] for e in errors)

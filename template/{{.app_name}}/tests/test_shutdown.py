@@ -1,0 +1,116 @@
+"""SIGTERM under load: the server stops accepting, finishes the requests in flight and exports
+every trace before it exits.
+
+Databricks Apps stops an app with SIGTERM and kills it 15 s later. The reference app lost the
+traces still queued for export (uvicorn ends the process by re-raising SIGTERM, which skips
+mlflow's exit-time flush); this server flushes them in its shutdown hook (start_server.py).
+"""
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from tests.agent_process import agent_env, agent_process
+from tests.fake_workspace import FakeWorkspace
+from tests.fake_workspace.faults import llm_calls
+from tests.support import output_text, read_sse, user_request
+
+IN_FLIGHT = 24  # requests running when SIGTERM arrives, half of them streams
+TOKENS, TOKEN_DELAY = 20, 0.1  # each answer takes about 2 s
+SHUTDOWN_GRACE_SECONDS = 10  # the generated default (AGENT_SHUTDOWN_GRACE_SECONDS)
+TRACE_FLUSH_SECONDS = 4  # the generated default (AGENT_TRACE_FLUSH_TIMEOUT_SECONDS)
+SLACK_SECONDS = 20.0
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeWorkspace]:
+    with FakeWorkspace(tokens=TOKENS, token_delay=TOKEN_DELAY) as workspace:
+        yield workspace
+
+
+def _ask(url: str, index: int, results: list[tuple[int, bool]]) -> None:
+    """One request; records (index, whether a complete answer arrived)."""
+    text = f"question {index}"
+    try:
+        with httpx.Client(timeout=120) as http:
+            if index % 2:
+                response = http.post(f"{url}/invocations", json=user_request(text))
+                complete = response.status_code == 200 and output_text(
+                    response.json()["output"]
+                ).startswith(f"You said: {text}")
+            else:
+                request = {**user_request(text), "stream": True}
+                with http.stream("POST", f"{url}/invocations", json=request) as response:
+                    events = read_sse(response)
+                complete = (
+                    response.status_code == 200
+                    and events[-1] == "[DONE]"
+                    and not [e for e in events[:-1] if e.get("type") == "error"]
+                    and output_text([e["item"] for e in events[:-1] if "item" in e]).startswith(
+                        f"You said: {text}"
+                    )
+                )
+    except httpx.HTTPError:
+        complete = False
+    results.append((index, complete))
+
+
+def _traces(tracking_db: Path) -> list[Any]:
+    mlflow.set_tracking_uri(f"sqlite:///{tracking_db}")
+    client = MlflowClient()
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return list(client.search_traces(locations=experiments, max_results=1000))
+
+
+def test_sigterm_finishes_requests_in_flight_and_flushes_traces(
+    fake: FakeWorkspace, tmp_path: Path
+) -> None:
+    tracking_db = tmp_path / "mlflow.db"
+    env = agent_env(fake, tracking_db)
+    with agent_process(env, tmp_path / "server.log") as server:
+        with httpx.Client(timeout=120) as http:  # builds the agent: not part of the load
+            assert http.post(f"{server.url}/invocations", json=user_request("warm")).is_success
+
+        results: list[tuple[int, bool]] = []
+        threads = [
+            threading.Thread(target=_ask, args=(server.url, i, results)) for i in range(IN_FLIGHT)
+        ]
+        for thread in threads:
+            thread.start()
+        _wait_for_llm_calls(fake, 1 + IN_FLIGHT)  # every request is in flight
+
+        stopped_at = time.monotonic()
+        server.process.send_signal(15)  # SIGTERM
+        time.sleep(0.5)
+        with pytest.raises(httpx.ConnectError):  # no new connections once stopping
+            httpx.get(f"{server.url}/health", timeout=5)
+        for thread in threads:
+            thread.join(timeout=SHUTDOWN_GRACE_SECONDS + SLACK_SECONDS)
+        exit_status = server.terminate()  # already exiting: waits for the exit
+        stop_seconds = time.monotonic() - stopped_at
+        log = server.log()
+
+    assert sorted(results) == [(i, True) for i in range(IN_FLIGHT)], log[-3000:]
+    # uvicorn exits by re-raising SIGTERM once its shutdown is done.
+    assert exit_status in (0, -15), log[-3000:]
+    assert stop_seconds < SHUTDOWN_GRACE_SECONDS + TRACE_FLUSH_SECONDS + SLACK_SECONDS
+    assert "Queued traces exported." in log
+
+    traces = _traces(tracking_db)
+    states = [str(trace.info.state) for trace in traces]
+    assert len(traces) == 1 + IN_FLIGHT, states
+    assert all(state.endswith("OK") for state in states), states
+
+
+def _wait_for_llm_calls(fake: FakeWorkspace, count: int) -> None:
+    deadline = time.monotonic() + 60
+    while len(llm_calls(fake)) < count:
+        assert time.monotonic() < deadline, f"only {len(llm_calls(fake))} LLM calls started"
+        time.sleep(0.05)
