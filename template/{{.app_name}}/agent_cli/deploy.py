@@ -22,12 +22,11 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-from agent_cli import console, prerequisites
+from agent_cli import console, options, prerequisites
 from agent_cli.console import CliError
 from agent_cli.env_file import EnvFile
-from agent_cli.project import BUNDLE_KEY, ENV_FILE, PROJECT_ROOT, deployed_app_name
+from agent_cli.project import BUNDLE_KEY, PROJECT_ROOT, deployed_app_name
 
 APP_EXISTS = re.compile(
     r"an app with the same name already exists(?::\s*(?P<name>[a-z0-9][a-z0-9-]*))?", re.I
@@ -97,13 +96,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-run", action="store_true", help="deploy only; do not start the app (bundle run)"
     )
-    parser.add_argument(
-        "--env-file",
-        metavar="PATH",
-        type=Path,
-        default=ENV_FILE,
-        help="settings file (default: .env)",
-    )
+    options.add_env_file(parser, "settings file")
     return parser.parse_args(argv)
 
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent_cli import console
+from agent_cli import console, options
 from agent_cli.console import CliError
 from agent_cli.evaluation.eval_set import EVAL_SET_FILE, Question, load_eval_set
 from agent_cli.evaluation.local_agent import LocalAgent, load_agent
@@ -207,19 +207,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=DEFAULT_WORKERS,
         help=f"questions answered at once (default: {DEFAULT_WORKERS})",
     )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT_SECONDS,
-        help=f"seconds per answer (default: {DEFAULT_TIMEOUT_SECONDS:g})",
-    )
+    options.add_seconds(parser, "--timeout", DEFAULT_TIMEOUT_SECONDS, "each answer")
     parser.add_argument("--run-name", help="name of the MLflow run (default: mlflow's)")
-    parser.add_argument(
-        "--env-file",
-        type=Path,
-        default=None,
-        help="settings to load first (default: AGENT_ENV_FILE, else the project's .env)",
-    )
+    options.add_env_file(parser, "settings to load first", default=None)
     return parser.parse_args(argv)
 
 

@@ -1,4 +1,8 @@
-"""Run the project's agent server as a child process on a free local port, for preflight."""
+"""Run the project's agent server as a child process on a local port, until it is healthy.
+
+The one place that starts `start-server` as a child: preflight, the migration's verification
+and the project's tests all use it.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +36,7 @@ def free_port() -> int:
 class LocalServer:
     url: str
     log_path: Path
+    process: subprocess.Popen[bytes] | None = None
     boot_seconds: float = 0.0
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
@@ -44,28 +49,45 @@ class LocalServer:
 
 @contextlib.contextmanager
 def running(
-    project_root: Path, env: dict[str, str], boot_timeout: float, port: int | None = None
+    project_root: Path,
+    env: dict[str, str],
+    boot_timeout: float,
+    port: int | None = None,
+    *,
+    server_args: Sequence[str] | None = None,
+    log_path: Path | None = None,
+    cwd: Path | None = None,
 ) -> Iterator[LocalServer]:
-    """`start-server` on 127.0.0.1, stopped on exit; yields once /health answers 200."""
+    """`start-server` on 127.0.0.1, stopped (SIGTERM) on exit; yields once /health answers 200.
+
+    `server_args` replaces the default `--host 127.0.0.1 --port PORT` (the server then has to
+    listen on `port` by other means, e.g. DATABRICKS_APP_PORT). The log goes to `log_path` and
+    stays there, or to a temporary file removed at the end.
+    """
     port = port or free_port()
-    handle, log_name = tempfile.mkstemp(prefix="preflight-server-", suffix=".log")
-    server = LocalServer(f"http://127.0.0.1:{port}", Path(log_name))
-    command = [sys.executable, "-m", "agent_server.start_server", "--host", "127.0.0.1"]
-    with os.fdopen(handle, "wb") as log:
+    if server_args is None:
+        server_args = ("--host", "127.0.0.1", "--port", str(port))
+    if log_path is None:
+        handle, log_name = tempfile.mkstemp(prefix="agent-server-", suffix=".log")
+        os.close(handle)
+    server = LocalServer(f"http://127.0.0.1:{port}", log_path or Path(log_name))
+    with server.log_path.open("wb") as log:
         process = subprocess.Popen(
-            [*command, "--port", str(port)],
-            cwd=project_root,
+            [sys.executable, "-m", "agent_server.start_server", *server_args],
+            cwd=cwd or project_root,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        server.process = process
         try:
             server.boot_seconds = _wait_healthy(server, process, boot_timeout)
             yield server
         finally:
             _stop(process)
-            server.log_path.unlink(missing_ok=True)
+            if log_path is None:
+                server.log_path.unlink(missing_ok=True)
 
 
 def _wait_healthy(server: LocalServer, process: subprocess.Popen[bytes], timeout: float) -> float:

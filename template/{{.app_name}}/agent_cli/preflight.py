@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent_cli import console
+from agent_cli import console, options
 from agent_cli.agent_checks import AgentClient, CheckResult, report
 from agent_cli.console import CliError
 from agent_cli.local_server import running
-from agent_cli.project import ENV_FILE, INPUT_EXAMPLE_FILE, PROJECT_ROOT
+from agent_cli.project import INPUT_EXAMPLE_FILE, PROJECT_ROOT
 
 DEFAULT_TIMEOUT_SECONDS = 120.0
 DEFAULT_BOOT_TIMEOUT_SECONDS = 90.0
@@ -40,27 +40,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help='JSON request to send: {"input": [...]} or {"messages": [...]} '
         f"(default: {INPUT_EXAMPLE_FILE.name})",
     )
-    parser.add_argument(
-        "--timeout",
-        metavar="SECONDS",
-        type=float,
-        default=DEFAULT_TIMEOUT_SECONDS,
-        help=f"seconds to wait for each answer (default: {DEFAULT_TIMEOUT_SECONDS:g})",
+    options.add_seconds(parser, "--timeout", DEFAULT_TIMEOUT_SECONDS, "each answer")
+    options.add_seconds(
+        parser, "--boot-timeout", DEFAULT_BOOT_TIMEOUT_SECONDS, "the server to start"
     )
-    parser.add_argument(
-        "--boot-timeout",
-        metavar="SECONDS",
-        type=float,
-        default=DEFAULT_BOOT_TIMEOUT_SECONDS,
-        help=f"seconds to wait for the server to start (default: {DEFAULT_BOOT_TIMEOUT_SECONDS:g})",
-    )
-    parser.add_argument(
-        "--env-file",
-        metavar="PATH",
-        type=Path,
-        default=ENV_FILE,
-        help="settings file the server loads (default: the project's .env)",
-    )
+    options.add_env_file(parser, "settings file the server loads")
     return parser.parse_args(argv)
 
 

@@ -22,16 +22,15 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import NotFound, PermissionDenied
 
-from agent_cli import console, experiment, prerequisites
+from agent_cli import console, experiment, options, prerequisites
 from agent_cli.console import CliError
 from agent_cli.env_file import EnvFile
 from agent_cli.experiment import Experiment
-from agent_cli.project import APP_NAME, DEFAULT_SERVING_ENDPOINT, ENV_EXAMPLE_FILE, ENV_FILE
+from agent_cli.project import APP_NAME, DEFAULT_SERVING_ENDPOINT, ENV_EXAMPLE_FILE
 from agent_cli.workspace_auth import (
     DEFAULT_TIMEOUT_SECONDS,
     Auth,
@@ -89,20 +88,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "-y", "--yes", action="store_true", help="make the changes without asking (for CI)"
     )
-    parser.add_argument(
-        "--env-file",
-        metavar="PATH",
-        type=Path,
-        default=ENV_FILE,
-        help="file to update (default: .env)",
-    )
-    parser.add_argument(
-        "--timeout",
-        metavar="SECONDS",
-        type=float,
-        default=DEFAULT_TIMEOUT_SECONDS,
-        help=f"seconds to wait for the workspace (default: {DEFAULT_TIMEOUT_SECONDS:g})",
-    )
+    options.add_env_file(parser, "file to update")
+    options.add_seconds(parser, "--timeout", DEFAULT_TIMEOUT_SECONDS, "the workspace")
     return parser.parse_args(argv)
 
 

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from pathlib import Path
 from urllib.parse import urlsplit
 
-from agent_cli import console
+from agent_cli import console, options
 from agent_cli.agent_checks import AgentClient, CheckResult, report
 from agent_cli.console import CliError
 from agent_cli.env_file import EnvFile
-from agent_cli.project import ENV_FILE
 from agent_cli.workspace_auth import Auth, bearer_headers
 
 DEFAULT_MESSAGE = "Hello! Please answer in one short sentence."
@@ -66,20 +64,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help='send the older chat-style body {"messages": [...]} instead of {"input": [...]}',
     )
-    parser.add_argument(
-        "--timeout",
-        metavar="SECONDS",
-        type=float,
-        default=DEFAULT_TIMEOUT_SECONDS,
-        help=f"seconds to wait for each answer (default: {DEFAULT_TIMEOUT_SECONDS:g})",
-    )
-    parser.add_argument(
-        "--env-file",
-        metavar="PATH",
-        type=Path,
-        default=ENV_FILE,
-        help="settings file with the default profile (default: the project's .env)",
-    )
+    options.add_seconds(parser, "--timeout", DEFAULT_TIMEOUT_SECONDS, "each answer")
+    options.add_env_file(parser, "settings file with the default profile")
     return parser.parse_args(argv)
 
 

@@ -14,8 +14,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +21,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from agent_cli.local_server import running
 from tests.fake_workspace import ENV_KEYS_TO_REMOVE, FakeWorkspace
-from tests.support import BOOT_TIMEOUT_SECONDS, PROJECT_ROOT, free_port, server_env
+from tests.support import BOOT_TIMEOUT_SECONDS, PROJECT_ROOT, server_env
 
 SERVING_ENDPOINT = "test-llm-endpoint"
 GIT_COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -105,40 +104,21 @@ def reliability_server(
 def agent_process(
     env: dict[str, str], log_path: Path, args: tuple[str, ...] | None = None
 ) -> Iterator[AgentProcess]:
-    """Start the server (default: on a free port) and yield it once /health answers."""
-    if args is None:
-        port = free_port()
-        args = ("--port", str(port))
-        url = f"http://127.0.0.1:{port}"
-    else:
-        url = f"http://127.0.0.1:{env['DATABRICKS_APP_PORT']}"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "agent_server.start_server", *args],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        server = AgentProcess(url, process, log_path)
+    """Start the server (default: on a free port) and yield it once /health answers.
+
+    With `args`, the server picks its port from DATABRICKS_APP_PORT, as on Databricks Apps.
+    """
+    port = int(env["DATABRICKS_APP_PORT"]) if args is not None else None
+    with running(
+        PROJECT_ROOT, env, BOOT_TIMEOUT_SECONDS, port, server_args=args, log_path=log_path
+    ) as local:
+        assert local.process is not None
+        server = AgentProcess(local.url, local.process, log_path)
         try:
-            wait_healthy(server)
             yield server
         finally:
-            if process.poll() is None:
+            if server.process.poll() is None:
                 server.terminate()
-
-
-def wait_healthy(server: AgentProcess) -> None:
-    deadline = time.monotonic() + BOOT_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"server exited with {server.process.returncode}:\n{server.log()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{server.url}/health", timeout=2).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"server not healthy after {BOOT_TIMEOUT_SECONDS} s:\n{server.log()}")
 
 
 NOT_MIGRATED = "not been migrated yet"

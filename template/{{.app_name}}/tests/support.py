@@ -3,67 +3,27 @@
 import contextlib
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from agent_cli.local_server import running
 from tests.fake_workspace import DEFAULT_TOKEN
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-BOOT_TIMEOUT_SECONDS = 90
+# A bound for loaded CI machines, not a speed check: an idle machine boots in seconds.
+BOOT_TIMEOUT_SECONDS = 300
 FAKE_MODEL = "databricks-fake-model"
 CHAT_PATH = "/serving-endpoints/chat/completions"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager
 def running_server(env: dict[str, str], log_path: Path) -> Iterator[str]:
     """Start `start-server` on a free port with `env`; yield its URL once /health answers."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "agent_server.start_server", "--port", str(port)],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            _wait_healthy(url, process, log_path)
-            yield url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + BOOT_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{log_path.read_text()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(
-        f"server not healthy after {BOOT_TIMEOUT_SECONDS} s:\n{log_path.read_text()}"
-    )
+    with running(PROJECT_ROOT, env, BOOT_TIMEOUT_SECONDS, log_path=log_path) as server:
+        yield server.url
 
 
 def server_env(extra: dict[str, str], remove: tuple[str, ...] = ()) -> dict[str, str]:

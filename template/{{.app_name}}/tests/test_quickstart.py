@@ -11,6 +11,7 @@ from urllib.parse import parse_qs
 import pytest
 
 from agent_cli.env_file import EnvFile
+from agent_cli.local_server import free_port
 from agent_cli.project import APP_NAME, DEFAULT_SERVING_ENDPOINT, ENV_EXAMPLE_FILE
 from agent_cli.quickstart import main
 from tests.cli_support import (
@@ -26,7 +27,6 @@ from tests.cli_support import (
 from tests.fake_workspace import DEFAULT_TOKEN, FakeWorkspace
 from tests.fake_workspace.core import FAKE_USER
 from tests.fake_workspace.mlflow_api import experiments
-from tests.support import free_port
 
 USER = FAKE_USER["userName"]
 EXPERIMENT_NAME = f"/Users/{USER}/{APP_NAME}-local"

@@ -96,9 +96,20 @@ def _files_written_since(root: Path, since: float) -> list[Path]:
         relative = path.relative_to(root).parts
         if not path.is_file() or relative[0] == ".venv" or path.suffix == ".pyc":
             continue
-        if path.name.startswith(".env") or path.stat().st_mtime >= since:
-            found.append(path)
+        try:
+            if path.name.startswith(".env") or path.stat().st_mtime >= since:
+                found.append(path)
+        except FileNotFoundError:  # a transient file, gone since rglob listed it
+            continue
     return found
+
+
+def _text_of(path: Path) -> str:
+    """The file's text, or "" when it vanished meanwhile (sqlite's transient -journal files)."""
+    try:
+        return path.read_bytes().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
 
 
 def _leaks(text: str) -> list[str]:
@@ -123,7 +134,7 @@ def test_no_secret_in_answers_logs_traces_or_files(
     store = [p for p in reliability_server.tracking_db.parent.rglob("*") if p.is_file()]
     assert reliability_server.tracking_db in store
     files = store + _files_written_since(PROJECT_ROOT, since)
-    leaking = [str(p) for p in files if _leaks(p.read_bytes().decode("utf-8", "replace"))]
+    leaking = [str(p) for p in files if _leaks(_text_of(p))]
     assert not leaking
 
 

@@ -13,17 +13,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from agent_cli.local_server import running
 
 BOOT_TIMEOUT_SECONDS = 120
 REQUEST_TIMEOUT_SECONDS = 300
@@ -86,47 +83,8 @@ def original_outputs(
 @contextlib.contextmanager
 def migrated_server(project_root: Path, env: dict[str, str] | None = None) -> Iterator[str]:
     """The migrated app's `start-server` on a free local port; yields its URL once healthy."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "agent_server.start_server", "--port", str(port)],
-            cwd=project_root,
-            env=env or dict(os.environ),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + BOOT_TIMEOUT_SECONDS
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(
-                        f"the server exited with {process.returncode}:\n{_tail(log)}"
-                    )
-                with contextlib.suppress(OSError):
-                    with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                        if response.status == 200:
-                            break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"the server was not healthy after {BOOT_TIMEOUT_SECONDS} s:\n{_tail(log)}"
-                    )
-                time.sleep(0.25)
-            yield url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-
-
-def _tail(log: Any, lines: int = 40) -> str:
-    log.seek(0)
-    return "\n".join(log.read().decode("utf-8", errors="replace").splitlines()[-lines:])
+    with running(project_root, env or dict(os.environ), BOOT_TIMEOUT_SECONDS) as server:
+        yield server.url
 
 
 def post(url: str, body: dict[str, Any]) -> tuple[int, bytes]:

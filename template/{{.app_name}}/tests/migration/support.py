@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,11 +24,11 @@ import jsonschema.validators
 import regex
 import yaml
 
+from agent_cli.local_server import running
 from tests.fake_workspace import ENV_KEYS_TO_REMOVE, FakeWorkspace
-from tests.support import PROJECT_ROOT, free_port, read_sse, server_env
+from tests.support import BOOT_TIMEOUT_SECONDS, PROJECT_ROOT, read_sse, server_env
 
 MIGRATE_TIMEOUT_SECONDS = 600
-BOOT_TIMEOUT_SECONDS = 120
 COPY_IGNORE = shutil.ignore_patterns(
     ".venv", "__pycache__", ".pytest_cache", ".ruff_cache", "mlflow.db", "mlruns", ".env"
 )
@@ -97,8 +96,6 @@ def migrated_app(
     With `cwd`, the server runs from that directory, with the project importable through
     PYTHONPATH: whatever the migrated code reads must then resolve from the package.
     """
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     env = server_env(
         {
             **fake.env(),
@@ -108,36 +105,8 @@ def migrated_app(
         },
         remove=ENV_KEYS_TO_REMOVE,
     )
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "agent_server.start_server", "--port", str(port)],
-            cwd=cwd or project,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + BOOT_TIMEOUT_SECONDS
-            while True:
-                if process.poll() is not None:
-                    raise AssertionError(
-                        f"the migrated app exited with {process.returncode}:\n"
-                        f"{log_path.read_text()}"
-                    )
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"not healthy in time:\n{log_path.read_text()}")
-                time.sleep(0.2)
-            yield url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+    with running(project, env, BOOT_TIMEOUT_SECONDS, log_path=log_path, cwd=cwd) as server:
+        yield server.url
 
 
 def invoke(client: httpx.Client, url: str, body: dict[str, Any]) -> dict[str, Any]:
