@@ -41,15 +41,18 @@ APP_NAME_CHARS = re.compile(r"^[a-z0-9-]+$")
 # the generated project. Every other file under template/{{.app_name}}/ is in every project.
 CONDITIONAL_FILES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     "agent_server/events.py": lambda c: c["agent_framework"] == "langgraph",
-    "tests/test_agent.py": lambda c: c["agent_framework"] == "langgraph",
-    "tests/test_fake_workspace_clients.py": lambda c: c["agent_framework"] == "langgraph",
-    "tests/test_faults.py": lambda c: c["agent_framework"] == "langgraph",
-    "tests/test_shutdown.py": lambda c: c["agent_framework"] == "langgraph",
-    "tests/test_migration_scaffold.py": lambda c: c["agent_framework"] != "langgraph",
-    # `uv run migrate` and its tests: whole folders, skipped for langgraph.
+    "agent_server/agents_sdk.py": lambda c: c["agent_framework"] == "openai-agents",
+    "tests/test_agent.py": lambda c: c["agent_framework"] != "model-serving-migration",
+    "tests/test_fake_workspace_clients.py": lambda c: (
+        c["agent_framework"] != "model-serving-migration"
+    ),
+    "tests/test_faults.py": lambda c: c["agent_framework"] != "model-serving-migration",
+    "tests/test_shutdown.py": lambda c: c["agent_framework"] != "model-serving-migration",
+    "tests/test_migration_scaffold.py": lambda c: c["agent_framework"] == "model-serving-migration",
+    # `uv run migrate` and its tests: whole folders, only for the migration scaffold.
     **{
         path.relative_to(PROJECT_TEMPLATE_DIR).as_posix().removesuffix(".tmpl"): (
-            lambda c: c["agent_framework"] != "langgraph"
+            lambda c: c["agent_framework"] == "model-serving-migration"
         )
         for folder in ("agent_cli/migration", "tests/migration")
         for path in sorted((PROJECT_TEMPLATE_DIR / folder).rglob("*"))

@@ -1,4 +1,4 @@
-"""The LangGraph agent end to end: real server, real clients, fake workspace."""
+"""The agent end to end: real server, real clients, fake workspace."""
 
 import json
 import statistics
