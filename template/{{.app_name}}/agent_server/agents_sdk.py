@@ -6,7 +6,7 @@ The output items have the same shapes as the LangGraph variant's: a `message` pe
 
 import asyncio
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator
 from typing import Any
 from uuid import uuid4
 
@@ -116,11 +116,13 @@ def stream_events(event: StreamEvent, ids: ItemIds) -> Iterator[dict[str, Any]]:
             yield {"type": "response.output_item.done", "item": item}
 
 
-async def response_events(run: RunResultStreaming) -> AsyncIterator[dict[str, Any]]:
+async def response_events(run: RunResultStreaming) -> AsyncGenerator[dict[str, Any], None]:
     """The Responses stream events of a streamed run, as they come.
 
     When the consumer stops early (the client went away), the run is cancelled, which stops its
     LLM call at once: closing the SDK's event stream alone would wait for the run to finish.
+    Close this generator explicitly (contextlib.aclosing): a generator that is only dropped is
+    closed whenever its event loop next gets to it.
     """
     ids = ItemIds()
     events = run.stream_events()
@@ -134,14 +136,17 @@ async def response_events(run: RunResultStreaming) -> AsyncIterator[dict[str, An
         await events.aclose()
 
 
-def iterate_on_loop(
-    loop: asyncio.AbstractEventLoop, events: AsyncGenerator[dict[str, Any], None]
+def stream_on_loop(
+    loop: asyncio.AbstractEventLoop, start: Callable[[], Awaitable[RunResultStreaming]]
 ) -> Iterator[dict[str, Any]]:
-    """Iterate `events` from sync code, running `loop` (not running elsewhere) for each item.
+    """The Responses stream events of a run, for sync code: `loop` runs for each event.
 
-    Each item is yielded as soon as it is produced. Closing this generator closes `events` on
-    the loop, so its clean-up (cancelling the run) happens before the generator returns.
+    `start()` starts the run on the loop (Runner.run_streamed needs a running loop). Each event
+    is yielded as soon as the run produces it. Closing this generator (the client went away)
+    cancels the run on the loop before it returns.
     """
+    run = loop.run_until_complete(start())
+    events = response_events(run)
     try:
         while True:
             try:
@@ -151,3 +156,6 @@ def iterate_on_loop(
             yield event
     finally:
         loop.run_until_complete(events.aclose())
+        if not run.is_complete:  # closed before the first event: response_events never ran
+            run.cancel()
+            loop.run_until_complete(asyncio.sleep(0))  # lets the cancelled tasks end
