@@ -767,12 +767,10 @@ def test_subagent_values_change_only_literals(
     project = render_project(tmp_path_factory.mktemp("subagents"), {**config, "subagents": value})
     reference = render_project(tmp_path_factory.mktemp("plain"), {**config, "subagents": plain})
     assert file_shapes(project) == file_shapes(reference)
-    granted = [
-        ("app", r["app"]["name"], r["app"]["permission"])
-        if "app" in r
-        else ("serving_endpoint", r["serving_endpoint"]["name"], r["serving_endpoint"]["permission"])
-        for r in subagent_resources(project).values()
-    ]
+    granted = []
+    for resource in subagent_resources(project).values():
+        kind = "app" if "app" in resource else "serving_endpoint"
+        granted.append((kind, resource[kind]["name"], resource[kind]["permission"]))
     assert granted == [
         ("app", entry.removeprefix("apps/"), "CAN_USE")
         if entry.startswith("apps/")
