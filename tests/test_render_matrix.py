@@ -218,9 +218,13 @@ def test_render_succeeds(rendered: RenderedCombination) -> None:
 
 def test_file_set_matches_preamble(rendered: RenderedCombination) -> None:
     names = relative_names(rendered.project)
-    if rendered.config["agent_framework"] == "langgraph":
+    framework = rendered.config["agent_framework"]
+    if framework == "langgraph":
         assert {"agent_server/events.py", "tests/test_agent.py"} <= names
         assert "tests/test_migration_scaffold.py" not in names
+    elif framework == "openai-agents":
+        assert {"agent_server/agents_sdk.py", "tests/test_agent.py"} <= names
+        assert not names & {"agent_server/events.py", "tests/test_migration_scaffold.py"}
     else:
         assert "tests/test_migration_scaffold.py" in names
         assert not names & {"agent_server/events.py", "tests/test_agent.py"}
@@ -803,7 +807,7 @@ def test_subagents_become_distinct_app_resources(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("value", "entry"),
-    [("my-agent, my-agent", "my-agent"), ("app-x, apps/x", "apps/x"), ("a-b, A_B", "A_B")],
+    [("my-agent, my-agent", "my-agent"), ("app-xy, apps/xy", "apps/xy"), ("a-b, A_B", "A_B")],
 )
 def test_subagents_that_give_the_same_tool_are_rejected(
     tmp_path: Path, value: str, entry: str
