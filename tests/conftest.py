@@ -33,6 +33,7 @@ TEMPLATE_SCHEMA_PATH = REPO_ROOT / "databricks_template_schema.json"
 # until they do. Each sample must match the property's `pattern`.
 OPTIONAL_TEXT_SAMPLES: dict[str, str] = {
     "genie_space_id": "01ef0123456789abcdef0123456789ab",
+    "subagents": "research-agent, apps/billing-agent",
 }
 
 RENDER_TIMEOUT_S = 300

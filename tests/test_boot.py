@@ -56,10 +56,26 @@ def wait_healthy(url: str, timeout: float = 120) -> None:
     raise AssertionError(f"{url} not healthy after {timeout} s")
 
 
-@pytest.mark.parametrize("is_async", ASYNC_CHOICES, ids=lambda a: f"async-{a}")
-@pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_generated_project_boots(tmp_path: Path, framework: str, is_async: str) -> None:
-    result = render({"agent_framework": framework, "async": is_async}, tmp_path)
+# Sub-agents for the boot configurations that set them: an endpoint the booted server asks
+# through the fake (the project's own tests also cover an app sub-agent, with OAuth).
+SUBAGENTS = "boot-subagent, apps/boot-subagent-app"
+BOOT_CASES = [
+    *((framework, is_async, "") for framework in FRAMEWORKS for is_async in ASYNC_CHOICES),
+    ("langgraph", "yes", SUBAGENTS),
+    ("openai-agents", "no", SUBAGENTS),
+]
+
+
+@pytest.mark.parametrize(
+    ("framework", "is_async", "subagents"),
+    BOOT_CASES,
+    ids=[f"{f}-async-{a}" + ("-subagents" if s else "") for f, a, s in BOOT_CASES],
+)
+def test_generated_project_boots(
+    tmp_path: Path, framework: str, is_async: str, subagents: str
+) -> None:
+    config = {"agent_framework": framework, "async": is_async, "subagents": subagents}
+    result = render(config, tmp_path)
     assert result.returncode == 0, result.stderr
     project = tmp_path / SCHEMA["properties"]["app_name"]["default"]
 
@@ -78,8 +94,9 @@ def test_generated_project_boots(tmp_path: Path, framework: str, is_async: str) 
         assert fake.stdout is not None
         line = fake.stdout.readline().strip()
         assert line.startswith("FAKE_WORKSPACE_URL="), line
+        fake_url = line.split("=", 1)[1]
         env |= {
-            "DATABRICKS_HOST": line.split("=", 1)[1],
+            "DATABRICKS_HOST": fake_url,
             "DATABRICKS_TOKEN": "dapi-fake-token",
             "DATABRICKS_CONFIG_FILE": str(tmp_path / "no-databrickscfg"),
             "SERVING_ENDPOINT": "boot-test-endpoint",
@@ -96,8 +113,23 @@ def test_generated_project_boots(tmp_path: Path, framework: str, is_async: str) 
             ) as response:
                 assert response.status_code == 200
                 lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+            if subagents:
+                # The fake's endpoint sub-agent answers; the LLM calls it when the prompt names
+                # its tool.
+                httpx.post(
+                    f"{fake_url}/__fake__/config", json={"subagents": ["boot-subagent"]}, timeout=10
+                ).raise_for_status()
+                question = 'Ask ask_boot_subagent {"question": "Are you there?"}'
+                asked = httpx.post(
+                    f"{url}/invocations",
+                    json={"input": [{"role": "user", "content": question}]},
+                    timeout=60,
+                )
+                assert asked.status_code == 200, asked.text
+                answer = "boot-subagent answers: Are you there?"
+                assert f"The tool said: {answer}" in asked.text
     assert lines[-1] == "data: [DONE]"
-    if framework == "langgraph":
+    if framework != "model-serving-migration":
         assert invoked.status_code == 200, invoked.text
         assert "You said: Boot check" in invoked.text
         assert any("You said: Boot check" in line for line in lines)

@@ -20,6 +20,7 @@ FRAMEWORKS = SCHEMA["properties"]["agent_framework"]["enum"]
 # The tests that exercise the dependencies; the fake workspace's own tests do not need to run.
 SUITES = {
     "langgraph": ["tests/test_agent.py", "tests/test_server.py"],
+    "openai-agents": ["tests/test_agent.py", "tests/test_server.py"],
     "model-serving-migration": ["tests/test_migration_scaffold.py", "tests/test_server.py"],
 }
 

@@ -25,7 +25,7 @@ from conftest import (
     render,
 )
 from databricks.bundles.apps import App
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from ruff import find_ruff_bin
 
@@ -41,20 +41,26 @@ APP_NAME_CHARS = re.compile(r"^[a-z0-9-]+$")
 # the generated project. Every other file under template/{{.app_name}}/ is in every project.
 CONDITIONAL_FILES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     "agent_server/events.py": lambda c: c["agent_framework"] == "langgraph",
-    "tests/test_agent.py": lambda c: c["agent_framework"] == "langgraph",
-    "tests/test_fake_workspace_clients.py": lambda c: c["agent_framework"] == "langgraph",
-    "tests/test_faults.py": lambda c: c["agent_framework"] == "langgraph",
-    "tests/test_shutdown.py": lambda c: c["agent_framework"] == "langgraph",
-    "tests/test_migration_scaffold.py": lambda c: c["agent_framework"] != "langgraph",
-    # `uv run migrate` and its tests: whole folders, skipped for langgraph.
+    "agent_server/agents_sdk.py": lambda c: c["agent_framework"] == "openai-agents",
+    "tests/test_agent.py": lambda c: c["agent_framework"] != "model-serving-migration",
+    "tests/test_fake_workspace_clients.py": lambda c: (
+        c["agent_framework"] != "model-serving-migration"
+    ),
+    "tests/test_faults.py": lambda c: c["agent_framework"] != "model-serving-migration",
+    "tests/test_shutdown.py": lambda c: c["agent_framework"] != "model-serving-migration",
+    "tests/test_migration_scaffold.py": lambda c: c["agent_framework"] == "model-serving-migration",
+    # `uv run migrate` and its tests: whole folders, only for the migration scaffold.
     **{
         path.relative_to(PROJECT_TEMPLATE_DIR).as_posix().removesuffix(".tmpl"): (
-            lambda c: c["agent_framework"] != "langgraph"
+            lambda c: c["agent_framework"] == "model-serving-migration"
         )
         for folder in ("agent_cli/migration", "tests/migration")
         for path in sorted((PROJECT_TEMPLATE_DIR / folder).rglob("*"))
         if path.is_file()
     },
+    # Sub-agents (prompt subagents): their module and tests, when the list is not empty.
+    "agent_server/subagents.py": lambda c: bool(c["subagents"].strip(" ,")),
+    "tests/test_subagents.py": lambda c: bool(c["subagents"].strip(" ,")),
     # The chat page (prompt chat_ui): its module, its static files and its tests.
     "agent_server/chat_ui.py": lambda c: c["chat_ui"] == "yes",
     "tests/test_chat_ui.py": lambda c: c["chat_ui"] == "yes",
@@ -212,9 +218,13 @@ def test_render_succeeds(rendered: RenderedCombination) -> None:
 
 def test_file_set_matches_preamble(rendered: RenderedCombination) -> None:
     names = relative_names(rendered.project)
-    if rendered.config["agent_framework"] == "langgraph":
+    framework = rendered.config["agent_framework"]
+    if framework == "langgraph":
         assert {"agent_server/events.py", "tests/test_agent.py"} <= names
         assert "tests/test_migration_scaffold.py" not in names
+    elif framework == "openai-agents":
+        assert {"agent_server/agents_sdk.py", "tests/test_agent.py"} <= names
+        assert not names & {"agent_server/events.py", "tests/test_migration_scaffold.py"}
     else:
         assert "tests/test_migration_scaffold.py" in names
         assert not names & {"agent_server/events.py", "tests/test_agent.py"}
@@ -580,6 +590,10 @@ FREE_TEXT = sorted(
 )
 # Characters with no meaning in YAML, TOML, Python or a shell, inside a quoted string or not.
 INERT_VALUE = re.compile(r"^[A-Za-z0-9_.-]*$")
+# List prompts: entries of those characters (and "/" in apps/<name>) separated by commas and
+# spaces. The template splits the list and writes each entry as a quoted literal.
+LIST_PROMPTS = {"subagents"}
+INERT_LIST_VALUE = re.compile(r"^[A-Za-z0-9_./, -]*$")
 
 
 @pytest.mark.parametrize("name", FREE_TEXT)
@@ -596,7 +610,8 @@ def test_free_text_prompt_pattern_is_anchored(name: str) -> None:
 @given(data=st.data())
 def test_free_text_values_are_inert(name: str, data: st.DataObject) -> None:
     value = data.draw(pattern_strategy(name))
-    assert INERT_VALUE.match(value), f"{name} accepts {value!r}"
+    inert = INERT_LIST_VALUE if name in LIST_PROMPTS else INERT_VALUE
+    assert inert.match(value), f"{name} accepts {value!r}"
 
 
 def python_shape(text: str) -> list[tuple[int, str]]:
@@ -652,8 +667,13 @@ def test_free_text_values_change_only_literals(
     tmp_path_factory: pytest.TempPathFactory, default_shapes: dict[str, Any], data: st.DataObject
 ) -> None:
     """Any legal values give the same Python tokens (string literals and comments aside) and
-    the same YAML/TOML/JSON structure as the defaults: a value never becomes code or a key."""
-    config = {name: data.draw(pattern_strategy(name), label=name) for name in FREE_TEXT}
+    the same YAML/TOML/JSON structure as the defaults: a value never becomes code or a key.
+    (A list prompt adds structure per entry: see test_subagent_values_change_only_literals.)"""
+    config = {
+        name: data.draw(pattern_strategy(name), label=name)
+        for name in FREE_TEXT
+        if name not in LIST_PROMPTS
+    }
     project = render_project(tmp_path_factory.mktemp("values"), config)
     shapes = file_shapes(project)
     assert shapes.keys() == default_shapes.keys()
@@ -706,4 +726,95 @@ def test_free_text_value_outside_the_pattern_is_rejected(
     assert result.returncode != 0, f"accepted {name}={value!r}"
     assert name in result.stderr
     assert PROPERTIES[name]["pattern_match_failure_message"] in result.stderr
+    assert list(out.iterdir()) == []
+
+
+# --- sub-agents (prompt subagents) ---------------------------------------------------------
+
+
+def subagent_entries(value: str) -> list[str]:
+    return re.findall(r"[^, ]+", value)
+
+
+def subagent_tool_name(entry: str) -> str:
+    """The generated tool name (see template/__preamble.tmpl), for telling duplicates apart."""
+    return "ask_" + re.sub(r"[^a-z0-9]+", "_", re.sub(r"^apps/", "app_", entry).lower())
+
+
+def subagent_resources(project: Path) -> dict[str, dict[str, Any]]:
+    document = bv.load_yaml(project / "databricks.yml")
+    (app,) = document["resources"]["apps"].values()
+    return {r["name"]: r for r in app["resources"] if r["name"].startswith("subagent-")}
+
+
+@settings(
+    max_examples=10,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(value=pattern_strategy("subagents"))
+@example(value="null, apps/yes, 123,1e3")  # YAML would read these as null, bool, numbers
+def test_subagent_values_change_only_literals(
+    tmp_path_factory: pytest.TempPathFactory, value: str
+) -> None:
+    """Any legal list gives the structure of a plain list with the same kinds of entries: each
+    entry becomes string literals and YAML strings (exactly as given), never code or keys."""
+    entries = subagent_entries(value)
+    tools = [subagent_tool_name(entry) for entry in entries]
+    assume(entries and len(set(tools)) == len(tools))
+    plain = ", ".join(
+        f"apps/app-{i}" if entry.startswith("apps/") else f"endpoint-{i}"
+        for i, entry in enumerate(entries)
+    )
+    config = {"agent_framework": "openai-agents"}
+    project = render_project(tmp_path_factory.mktemp("subagents"), {**config, "subagents": value})
+    reference = render_project(tmp_path_factory.mktemp("plain"), {**config, "subagents": plain})
+    assert file_shapes(project) == file_shapes(reference)
+    granted = []
+    for resource in subagent_resources(project).values():
+        kind = "app" if "app" in resource else "serving_endpoint"
+        granted.append((kind, resource[kind]["name"], resource[kind]["permission"]))
+    assert granted == [
+        ("app", entry.removeprefix("apps/"), "CAN_USE")
+        if entry.startswith("apps/")
+        else ("serving_endpoint", entry, "CAN_QUERY")
+        for entry in entries
+    ]
+    code = (project / "agent_server" / "subagents.py").read_text(encoding="utf-8")
+    for entry, tool in zip(entries, tools, strict=True):
+        assert f'target="{entry}"' in code and f'tool_name="{tool}"' in code
+
+
+def test_subagents_become_distinct_app_resources(tmp_path: Path) -> None:
+    value = "research-agent, apps/billing-agent,Other_Endpoint"
+    project = render_project(tmp_path, {"subagents": value})
+    resources = subagent_resources(project)
+    assert list(resources) == [
+        "subagent-research-agent",
+        "subagent-app-billing-agent",
+        "subagent-other-endpoint",
+    ]
+    assert resources["subagent-app-billing-agent"]["app"] == {
+        "name": "billing-agent",
+        "permission": "CAN_USE",
+    }
+    assert resources["subagent-other-endpoint"]["serving_endpoint"] == {
+        "name": "Other_Endpoint",
+        "permission": "CAN_QUERY",
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "entry"),
+    [("my-agent, my-agent", "my-agent"), ("app-xy, apps/xy", "apps/xy"), ("a-b, A_B", "A_B")],
+)
+def test_subagents_that_give_the_same_tool_are_rejected(
+    tmp_path: Path, value: str, entry: str
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    result = render({"subagents": value}, out)
+    assert result.returncode != 0
+    assert f'subagents: "{entry}" gives the tool name {subagent_tool_name(entry)}' in result.stderr
     assert list(out.iterdir()) == []

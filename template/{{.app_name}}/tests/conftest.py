@@ -4,6 +4,7 @@ Nothing here reaches a real workspace: the server's environment drops every DATA
 MLFLOW_* variable of the developer's shell and ignores .env, then points the clients at the fake.
 """
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,11 @@ import pytest
 from tests.agent_process import canary_fake, reliability_server  # noqa: F401  (fixtures)
 from tests.fake_workspace import ENV_KEYS_TO_REMOVE, FakeWorkspace
 from tests.support import running_server, server_env
+
+# mlflow's usage telemetry, started by the tests that read traces in this process, writes
+# os.environ from a thread of its own: a test iterating os.environ meanwhile (httpx does, for
+# proxies) fails with "dictionary changed size during iteration" or a KeyError.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 SERVING_ENDPOINT = "test-llm-endpoint"
 GIT_COMMIT = "0123456789abcdef0123456789abcdef01234567"

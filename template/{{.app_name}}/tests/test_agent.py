@@ -1,4 +1,4 @@
-"""The LangGraph agent end to end: real server, real clients, fake workspace."""
+"""The agent end to end: real server, real clients, fake workspace."""
 
 import json
 import statistics
@@ -6,6 +6,7 @@ import threading
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import mlflow
@@ -124,6 +125,43 @@ def test_requests_are_traced_to_the_local_store(
     model_id = trace.info.trace_metadata.get("mlflow.modelId")
     assert model_id is not None
     assert tracking.get_logged_model(model_id).name == f"local-git-{GIT_COMMIT[:8]}"
+
+
+def _wait_for_trace(tracking_db: Path, trace_id: str) -> Any:
+    mlflow.set_tracking_uri(f"sqlite:///{tracking_db}")
+    tracking = MlflowClient()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            return tracking.get_trace(trace_id)
+        except Exception:  # exported asynchronously: not there yet
+            time.sleep(0.5)
+    raise AssertionError(f"trace {trace_id} never reached {tracking_db}")
+
+
+def test_each_llm_and_tool_call_is_a_span_of_the_request(
+    client: httpx.Client, agent_url: str, tracking_db: Path
+) -> None:
+    response = client.post(
+        f"{agent_url}/invocations",
+        json=user_request(TOOL_PROMPT),
+        headers={"x-mlflow-return-trace-id": "true"},
+    )
+    assert response.status_code == 200, response.text
+    trace = _wait_for_trace(tracking_db, response.json()["metadata"]["trace_id"])
+    root = next(span for span in trace.data.spans if span.parent_id is None)
+    steps = sorted(
+        (span for span in trace.data.spans if span.parent_id == root.span_id),
+        key=lambda span: span.start_time_ns,
+    )
+    # Two LLM calls (the tool call, then the answer) around one tool call, in order.
+    assert [(span.name, span.span_type) for span in steps] == [
+        ("llm", "CHAT_MODEL"),
+        ("get_current_time", "TOOL"),
+        ("llm", "CHAT_MODEL"),
+    ]
+    assert "Europe/Paris" in json.dumps(steps[1].inputs)
+    assert steps[1].outputs is not None
 
 
 def test_slow_streams_neither_block_health_nor_each_other(

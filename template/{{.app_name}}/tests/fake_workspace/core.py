@@ -86,6 +86,8 @@ class Settings:
     serving_endpoints: dict[str, Any] | None = None
     # Serving endpoints that answer as an MLflow LLM judge, with a verdict (see judges.py).
     judge_endpoints: tuple[str, ...] = ()
+    # Sub-agents: endpoint names and apps/<name> that answer the Responses API (subagents_api.py).
+    subagents: tuple[str, ...] = ()
 
     def updated(self, **changes: Any) -> Settings:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}

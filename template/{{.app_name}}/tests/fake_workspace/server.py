@@ -28,6 +28,7 @@ from .core import (
 from .faults import Fault  # noqa: F401  (wraps the LLM routes with fault injection)
 from .judges import JUDGE_VERDICT  # noqa: F401  (answers as an LLM judge on judge_endpoints)
 from .mlflow_api import ExperimentStore  # noqa: F401  (registers the MLflow routes)
+from .subagents_api import oauth_env  # noqa: F401  (sub-agents, OAuth sign-in routes)
 
 
 def _parse_body(raw: bytes) -> Any:
