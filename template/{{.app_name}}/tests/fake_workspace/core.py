@@ -86,6 +86,13 @@ class Settings:
     serving_endpoints: dict[str, Any] | None = None
     # Serving endpoints that answer as an MLflow LLM judge, with a verdict (see judges.py).
     judge_endpoints: tuple[str, ...] = ()
+    # Managed MCP servers that answer 503, by kind, and tools whose calls fail (mcp_api.py).
+    mcp_down: tuple[str, ...] = ()
+    mcp_failing: tuple[str, ...] = ()
+    # Lakebase: the PostgreSQL host of every instance ("" = no instance), and the password
+    # each credential carries (lakebase_api.py).
+    lakebase_host: str = ""
+    lakebase_token: str = "lakebase-fake-credential"
 
     def updated(self, **changes: Any) -> Settings:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
