@@ -48,9 +48,10 @@ CONDITIONAL_FILES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     "tests/test_migration_scaffold.py": lambda c: c["agent_framework"] != "langgraph",
     # Tools of the managed MCP servers and the memory (issue 4): LangGraph wiring.
     "agent_server/mcp_tools.py": lambda c: c["agent_framework"] == "langgraph",
-    "agent_server/memory.py": lambda c: (
-        c["agent_framework"] == "langgraph" and c["memory"] != "none"
-    ),
+    **{
+        name: lambda c: c["agent_framework"] == "langgraph" and c["memory"] != "none"
+        for name in ("agent_server/memory.py", "tests/test_memory.py", "tests/postgres.py")
+    },
     # `uv run migrate` and its tests: whole folders, skipped for langgraph.
     **{
         path.relative_to(PROJECT_TEMPLATE_DIR).as_posix().removesuffix(".tmpl"): (
