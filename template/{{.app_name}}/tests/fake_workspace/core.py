@@ -89,6 +89,7 @@ class Settings:
     # Managed MCP servers that answer 503, by kind, and tools whose calls fail (mcp_api.py).
     mcp_down: tuple[str, ...] = ()
     mcp_failing: tuple[str, ...] = ()
+    mcp_delay: float = 0.0  # seconds a managed MCP tool call takes before it answers
     # Lakebase: the PostgreSQL host of every instance ("" = no instance), and the password
     # each credential carries (lakebase_api.py).
     lakebase_host: str = ""

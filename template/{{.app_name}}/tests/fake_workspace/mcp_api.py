@@ -10,8 +10,8 @@ Each POST carries one JSON-RPC message. Requests (`initialize`, `tools/list`, `t
 session id is issued, so clients open no GET stream and send no DELETE (both answer 405).
 
 Settings: `mcp_down` (server kinds "genie", "vector-search", "functions", "external" that
-answer 503, as a server that is down) and `mcp_failing` (tool names whose calls return a tool
-error, `isError: true`).
+answer 503, as a server that is down), `mcp_failing` (tool names whose calls return a tool
+error, `isError: true`) and `mcp_delay` (seconds each tool call takes).
 """
 
 from __future__ import annotations
@@ -110,6 +110,8 @@ async def _serve(call: Call, kind: str) -> Response:
         arguments = params.get("arguments") or {}
         if name not in {tool["name"] for tool in tools}:
             return _rpc_error(message["id"], -32602, f"Unknown tool: {name}")
+        if not await call.pause(call.settings.mcp_delay):
+            return error(503, "TEMPORARILY_UNAVAILABLE", "The fake workspace is stopping.")
         if name in call.settings.mcp_failing:
             text = f"Tool {name} failed: the backing service returned an error."
             result = {"content": [{"type": "text", "text": text}], "isError": True}
