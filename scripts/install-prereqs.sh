@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what `make demo` and `make test` need on a fresh Debian machine: uv, Go, and Chromium.
+# Installs what `make demo` and `make test` need on a fresh Debian machine: uv, Go, Chromium and
+# PostgreSQL.
 # Idempotent: tools already on PATH are left alone.
 set -euo pipefail
 
@@ -26,6 +27,13 @@ fi
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
   echo "Installing Chromium and chromedriver (Debian) for the chat page's browser test..."
   apt_install chromium chromium-driver
+fi
+
+# The memory tests of generated projects (prompt memory): a throwaway PostgreSQL cluster made
+# with Debian's server programs (initdb, pg_ctl), standing in for Lakebase.
+if ! command -v initdb >/dev/null 2>&1 && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  echo "Installing PostgreSQL (Debian postgresql) for the generated projects' memory tests..."
+  apt_install postgresql
 fi
 
 if ! command -v uv >/dev/null 2>&1; then

@@ -34,6 +34,13 @@ TEMPLATE_SCHEMA_PATH = REPO_ROOT / "databricks_template_schema.json"
 OPTIONAL_TEXT_SAMPLES: dict[str, str] = {
     "genie_space_id": "01ef0123456789abcdef0123456789ab",
     "subagents": "research-agent, apps/billing-agent",
+    "vector_search_index": "main.docs.product_docs_index",
+    "uc_function_schema": "main.agent_tools",
+    "uc_connection": "github-mcp",
+    "sql_warehouse_id": "0123456789abcdef",
+    "secret_scope": "agent-secrets",
+    "secret_key": "weather_api_key",
+    "lakebase_instance": "agent-memory",
 }
 
 RENDER_TIMEOUT_S = 300
@@ -92,10 +99,39 @@ def matrix_axes(schema: Mapping[str, Any]) -> dict[str, list[Any]]:
 
 
 def combination_matrix(schema: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Every combination of the varied prompts, as config-file dicts."""
-    axes = matrix_axes(load_template_schema() if schema is None else schema)
-    names = list(axes)
-    return [dict(zip(names, values, strict=True)) for values in itertools.product(*axes.values())]
+    """Every combination of the enum prompts, each with the optional texts all empty and all
+    set, as config-file dicts.
+
+    Optional texts vary together, not as a cross product (each adds its own lines to the
+    output, independently of the others; 2^n renders would test nothing more). A text prompt
+    asked only under a condition (`skip_prompt_if` on other prompts' values) takes its default
+    where the condition skips it, and its sample where it is asked, so that prompts that go
+    together (memory and lakebase_instance, secret_scope and secret_key) stay consistent.
+    """
+    schema = load_template_schema() if schema is None else schema
+    axes = matrix_axes(schema)
+    props = schema["properties"]
+    texts = [name for name in axes if "enum" not in props[name] and props[name]["type"] == "string"]
+    choices = {name: values for name, values in axes.items() if name not in texts}
+    names = list(choices)
+    combinations = []
+    for values in itertools.product(*choices.values()):
+        for filled in [False, True] if texts else [False]:
+            config = dict(zip(names, values, strict=True))
+            for name in texts:
+                config[name] = axes[name][1] if filled else ""
+            for name in texts:
+                condition = props[name].get("skip_prompt_if")
+                if condition:
+                    asked = not _skip_condition_holds(condition, config)
+                    config[name] = axes[name][1] if asked else props[name]["default"]
+            combinations.append({name: config[name] for name in axes})
+    return combinations
+
+
+def _skip_condition_holds(condition: Mapping[str, Any], config: Mapping[str, Any]) -> bool:
+    """Whether a `skip_prompt_if` of `properties: {name: {const: value}}` matches `config`."""
+    return all(config.get(name) == rule["const"] for name, rule in condition["properties"].items())
 
 
 def combination_id(config: Mapping[str, Any]) -> str:

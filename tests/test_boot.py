@@ -137,3 +137,55 @@ def test_generated_project_boots(
         assert invoked.status_code == 501
         assert "not been migrated yet" in invoked.json()["detail"]
         assert "not been migrated yet" in lines[-2]
+
+
+# Projects with every workspace resource chosen (issue 4): their own suites call each managed
+# MCP tool end to end and run the memory against a real PostgreSQL they start themselves
+# (Debian's postgresql package, from scripts/install-prereqs.sh).
+ALL_RESOURCES = {
+    "agent_framework": "langgraph",
+    "genie_space_id": "01ef0123456789abcdef0123456789ab",
+    "vector_search_index": "main.docs.product_docs_index",
+    "uc_function_schema": "main.agent_tools",
+    "uc_connection": "github-mcp",
+    "sql_warehouse_id": "0123456789abcdef",
+    "secret_scope": "agent-secrets",
+    "secret_key": "weather_api_key",
+    "lakebase_instance": "agent-memory",
+}
+RESOURCE_BOOTS = {
+    "all-tools-long-term-memory-async": {
+        **ALL_RESOURCES,
+        "async": "yes",
+        "memory": "short-and-long-term",
+    },
+    "all-tools-short-term-memory-sync": {
+        **ALL_RESOURCES,
+        "async": "no",
+        "memory": "short-term",
+        "uc_function_schema": "main.agent_tools.lookup_order",
+    },
+}
+
+
+@pytest.mark.parametrize("config", list(RESOURCE_BOOTS.values()), ids=list(RESOURCE_BOOTS))
+def test_project_with_workspace_resources_boots(tmp_path: Path, config: dict[str, str]) -> None:
+    result = render(config, tmp_path)
+    assert result.returncode == 0, result.stderr
+    project = tmp_path / SCHEMA["properties"]["app_name"]["default"]
+
+    synced = run(["uv", "sync", "--quiet"], project, timeout=900)
+    assert synced.returncode == 0, synced.stderr
+
+    own_tests = run(["uv", "run", "pytest", "-q", "-p", "no:cacheprovider"], project, timeout=1500)
+    assert own_tests.returncode == 0, own_tests.stdout[-5000:] + own_tests.stderr[-2000:]
+    assert " failed" not in own_tests.stdout and " skipped" not in own_tests.stdout
+    # The suites of the tools and the memory ran, with every test passing.
+    for suite in ("tests/test_tools.py", "tests/test_memory.py"):
+        listed = run(
+            ["uv", "run", "pytest", "-q", "--collect-only", "-p", "no:cacheprovider", suite],
+            project,
+            timeout=300,
+        )
+        collected = re.search(r"(\d+) tests? collected", listed.stdout)
+        assert collected and int(collected.group(1)) >= 7, listed.stdout[-2000:]

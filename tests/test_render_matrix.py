@@ -49,6 +49,13 @@ CONDITIONAL_FILES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     "tests/test_faults.py": lambda c: c["agent_framework"] != "model-serving-migration",
     "tests/test_shutdown.py": lambda c: c["agent_framework"] != "model-serving-migration",
     "tests/test_migration_scaffold.py": lambda c: c["agent_framework"] == "model-serving-migration",
+    # Tools of the managed MCP servers and the memory (issue 4): LangGraph wiring.
+    "agent_server/mcp_tools.py": lambda c: c["agent_framework"] == "langgraph",
+    "tests/test_tools.py": lambda c: c["agent_framework"] == "langgraph",
+    **{
+        name: lambda c: c["agent_framework"] == "langgraph" and c["memory"] != "none"
+        for name in ("agent_server/memory.py", "tests/test_memory.py", "tests/postgres.py")
+    },
     # `uv run migrate` and its tests: whole folders, only for the migration scaffold.
     **{
         path.relative_to(PROJECT_TEMPLATE_DIR).as_posix().removesuffix(".tmpl"): (
@@ -172,8 +179,10 @@ def bundle_app_env(app: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_matrix_covers_every_prompt() -> None:
-    """Every visible enum prompt is varied, and the matrix is their full product."""
+    """Every visible enum prompt is varied, and the matrix is their full product, times the
+    optional texts all empty and all set (see conftest.combination_matrix)."""
     expected_size = 1
+    optional_texts = 0
     for name, prop in PROPERTIES.items():
         if prop.get("skip_prompt_if") == {}:
             assert all(name not in c for c in COMBINATIONS), f"hidden {name} set in a config"
@@ -182,8 +191,8 @@ def test_matrix_covers_every_prompt() -> None:
             expected_size *= len(prop["enum"])
         elif prop.get("default") == "":
             assert {bool(c[name]) for c in COMBINATIONS} == {False, True}, name
-            expected_size *= 2
-    assert len(COMBINATIONS) == expected_size
+            optional_texts += 1
+    assert len(COMBINATIONS) == expected_size * (2 if optional_texts else 1)
     assert len({json.dumps(c, sort_keys=True) for c in COMBINATIONS}) == len(COMBINATIONS)
 
 
@@ -651,11 +660,6 @@ def file_shapes(project: Path) -> dict[str, Any]:
     return shapes
 
 
-@pytest.fixture(scope="module")
-def default_shapes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return file_shapes(render_project(tmp_path_factory.mktemp("shapes"), {}))
-
-
 @settings(
     max_examples=15,
     deadline=None,
@@ -664,21 +668,49 @@ def default_shapes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 )
 @given(data=st.data())
 def test_free_text_values_change_only_literals(
-    tmp_path_factory: pytest.TempPathFactory, default_shapes: dict[str, Any], data: st.DataObject
+    tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
 ) -> None:
     """Any legal values give the same Python tokens (string literals and comments aside) and
     the same YAML/TOML/JSON structure as the defaults: a value never becomes code or a key.
     (A list prompt adds structure per entry: see test_subagent_values_change_only_literals.)"""
-    config = {
-        name: data.draw(pattern_strategy(name), label=name)
-        for name in FREE_TEXT
-        if name not in LIST_PROMPTS
-    }
+    config = {name: data.draw(pattern_strategy(name), label=name) for name in REQUIRED_TEXT}
+    # Optional texts (default "") add lines when set: their values are drawn non-empty and
+    # compared with the render of the matrix samples, which has the same lines.
+    for name in OPTIONAL_TEXT:
+        config[name] = data.draw(pattern_strategy(name).filter(bool), label=name)
+    baseline = optional_baseline_shapes(tmp_path_factory, config)
     project = render_project(tmp_path_factory.mktemp("values"), config)
     shapes = file_shapes(project)
-    assert shapes.keys() == default_shapes.keys()
-    changed = [name for name in shapes if shapes[name] != default_shapes[name]]
+    assert shapes.keys() == baseline.keys()
+    changed = [name for name in shapes if shapes[name] != baseline[name]]
     assert not changed, f"{config} changed the structure of {changed}"
+
+
+REQUIRED_TEXT = [name for name in FREE_TEXT if PROPERTIES[name].get("default") != ""]
+OPTIONAL_TEXT = [
+    name
+    for name in FREE_TEXT
+    if PROPERTIES[name].get("default") == "" and name not in LIST_PROMPTS
+]
+_BASELINES: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+
+def optional_baseline_shapes(
+    tmp_path_factory: pytest.TempPathFactory, config: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The shapes of the project with every optional text set to its matrix sample, in the same
+    form as `config` (uc_function_schema: a schema, or one function, which adds a resource)."""
+    from conftest import OPTIONAL_TEXT_SAMPLES
+
+    one_function = config.get("uc_function_schema", "").count(".") == 2
+    key = (one_function,)
+    if key not in _BASELINES:
+        sample = {name: OPTIONAL_TEXT_SAMPLES[name] for name in OPTIONAL_TEXT}
+        if one_function:
+            sample["uc_function_schema"] = "main.agent_tools.lookup_order"
+        project = render_project(tmp_path_factory.mktemp("baseline"), sample)
+        _BASELINES[key] = file_shapes(project)
+    return _BASELINES[key]
 
 
 def test_env_file_is_ignored_by_git(rendered: RenderedCombination, tmp_path: Path) -> None:

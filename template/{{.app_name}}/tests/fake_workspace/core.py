@@ -88,6 +88,14 @@ class Settings:
     judge_endpoints: tuple[str, ...] = ()
     # Sub-agents: endpoint names and apps/<name> that answer the Responses API (subagents_api.py).
     subagents: tuple[str, ...] = ()
+    # Managed MCP servers that answer 503, by kind, and tools whose calls fail (mcp_api.py).
+    mcp_down: tuple[str, ...] = ()
+    mcp_failing: tuple[str, ...] = ()
+    mcp_delay: float = 0.0  # seconds a managed MCP tool call takes before it answers
+    # Lakebase: the PostgreSQL host of every instance ("" = no instance), and the password
+    # each credential carries (lakebase_api.py).
+    lakebase_host: str = ""
+    lakebase_token: str = "lakebase-fake-credential"
 
     def updated(self, **changes: Any) -> Settings:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}

@@ -14,6 +14,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from .core import FILLER_TOKEN, Call, endpoint_exists, error, no_such_endpoint, route
 
+# Asked last, the fake model answers with the conversation's first user message.
+RECALL_QUESTION = "What did I say first?"
+
 
 @dataclass(frozen=True)
 class ToolCall:
@@ -48,11 +51,16 @@ def llm_reply(messages: list[Mapping[str, Any]], tools: list[Any] | None = None)
     - last message is a tool result -> "The tool said: <its content>";
     - a tool's function name appears as a word in the last user message -> one call to the
       earliest-named tool, its arguments the first JSON object after the name (else {});
+    - the last user message is RECALL_QUESTION -> "You first said: <first user message>", so
+      that tests see which conversation the model was given (agent memory);
     - otherwise -> "You said: <last user message>".
     """
     if messages and messages[-1].get("role") == "tool":
         return Reply(text=f"The tool said: {message_text(messages[-1])}")
     text = next((message_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
+    if text.strip() == RECALL_QUESTION:
+        first = next(message_text(m) for m in messages if m.get("role") == "user")
+        return Reply(text=f"You first said: {first}")
     call = _find_tool_call(text, tools or [])
     if call is not None:
         return Reply(tool_calls=(call,))
