@@ -49,9 +49,9 @@ CONDITIONAL_FILES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     "tests/test_faults.py": lambda c: c["agent_framework"] != "model-serving-migration",
     "tests/test_shutdown.py": lambda c: c["agent_framework"] != "model-serving-migration",
     "tests/test_migration_scaffold.py": lambda c: c["agent_framework"] == "model-serving-migration",
-    # Tools of the managed MCP servers and the memory (issue 4): LangGraph wiring.
-    "agent_server/mcp_tools.py": lambda c: c["agent_framework"] == "langgraph",
-    "tests/test_tools.py": lambda c: c["agent_framework"] == "langgraph",
+    # Tools of the managed MCP servers (every agent) and the memory (LangGraph) (issue 4).
+    "agent_server/mcp_tools.py": lambda c: c["agent_framework"] != "model-serving-migration",
+    "tests/test_tools.py": lambda c: c["agent_framework"] != "model-serving-migration",
     **{
         name: lambda c: c["agent_framework"] == "langgraph" and c["memory"] != "none"
         for name in ("agent_server/memory.py", "tests/test_memory.py", "tests/postgres.py")
