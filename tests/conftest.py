@@ -106,7 +106,8 @@ def combination_matrix(schema: Mapping[str, Any] | None = None) -> list[dict[str
     output, independently of the others; 2^n renders would test nothing more). A text prompt
     asked only under a condition (`skip_prompt_if` on other prompts' values) takes its default
     where the condition skips it, and its sample where it is asked, so that prompts that go
-    together (memory and lakebase_instance, secret_scope and secret_key) stay consistent.
+    together (memory and lakebase_instance, secret_scope and secret_key) stay consistent. An
+    enum prompt takes its default where its condition skips it (memory with openai-agents).
     """
     schema = load_template_schema() if schema is None else schema
     axes = matrix_axes(schema)
@@ -114,22 +115,25 @@ def combination_matrix(schema: Mapping[str, Any] | None = None) -> list[dict[str
     texts = [name for name in axes if "enum" not in props[name] and props[name]["type"] == "string"]
     choices = {name: values for name, values in axes.items() if name not in texts}
     names = list(choices)
-    combinations = []
+    combinations: list[dict[str, Any]] = []
     for values in itertools.product(*choices.values()):
         for filled in [False, True] if texts else [False]:
             config = dict(zip(names, values, strict=True))
             for name in texts:
                 config[name] = axes[name][1] if filled else ""
-            for name in texts:
+            for name in axes:
                 condition = props[name].get("skip_prompt_if")
-                if condition:
-                    asked = not _skip_condition_holds(condition, config)
-                    config[name] = axes[name][1] if asked else props[name]["default"]
-            combinations.append({name: config[name] for name in axes})
+                if condition and skip_condition_holds(condition, config):
+                    config[name] = props[name]["default"]
+                elif condition and name in texts:
+                    config[name] = axes[name][1]
+            combination = {name: config[name] for name in axes}
+            if combination not in combinations:  # a skipped enum repeats its default's row
+                combinations.append(combination)
     return combinations
 
 
-def _skip_condition_holds(condition: Mapping[str, Any], config: Mapping[str, Any]) -> bool:
+def skip_condition_holds(condition: Mapping[str, Any], config: Mapping[str, Any]) -> bool:
     """Whether a `skip_prompt_if` of `properties: {name: {const: value}}` matches `config`."""
     return all(config.get(name) == rule["const"] for name, rule in condition["properties"].items())
 

@@ -103,6 +103,12 @@ BAD_INPUTS = [
     pattern_case("lakebase_instance-64-chars", "lakebase_instance", "m" * 64),
     BadInput("memory-not-in-enum", {"memory": "long-term"}, "memory", enum_rule("memory")),
     BadInput(
+        "memory-with-openai-agents",
+        {"agent_framework": "openai-agents", "memory": "short-term", "lakebase_instance": "m"},
+        "memory",
+        'with openai-agents it must be "none"',
+    ),
+    BadInput(
         "memory-without-lakebase_instance",
         {"memory": "short-term"},
         "lakebase_instance",

@@ -6,6 +6,7 @@ rendered once per session by the `rendered_matrix` fixture.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import subprocess
@@ -23,6 +24,7 @@ from conftest import (
     RenderedCombination,
     load_template_schema,
     render,
+    skip_condition_holds,
 )
 from databricks.bundles.apps import App
 from hypothesis import HealthCheck, assume, example, given, settings
@@ -179,20 +181,29 @@ def bundle_app_env(app: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_matrix_covers_every_prompt() -> None:
-    """Every visible enum prompt is varied, and the matrix is their full product, times the
-    optional texts all empty and all set (see conftest.combination_matrix)."""
-    expected_size = 1
+    """Every visible enum prompt is varied, and the matrix is their full product (an enum that
+    its `skip_prompt_if` skips takes its default there), times the optional texts all empty and
+    all set (see conftest.combination_matrix)."""
+    enums = [n for n, p in PROPERTIES.items() if "enum" in p and p.get("skip_prompt_if") != {}]
     optional_texts = 0
     for name, prop in PROPERTIES.items():
         if prop.get("skip_prompt_if") == {}:
             assert all(name not in c for c in COMBINATIONS), f"hidden {name} set in a config"
         elif "enum" in prop:
             assert {c[name] for c in COMBINATIONS} == set(prop["enum"]), name
-            expected_size *= len(prop["enum"])
         elif prop.get("default") == "":
             assert {bool(c[name]) for c in COMBINATIONS} == {False, True}, name
             optional_texts += 1
-    assert len(COMBINATIONS) == expected_size * (2 if optional_texts else 1)
+    expected_rows = set()
+    for values in itertools.product(*(PROPERTIES[name]["enum"] for name in enums)):
+        row = dict(zip(enums, values, strict=True))
+        for name in enums:
+            condition = PROPERTIES[name].get("skip_prompt_if")
+            if condition and skip_condition_holds(condition, row):
+                row[name] = PROPERTIES[name]["default"]
+        expected_rows.add(tuple(row.items()))
+    assert {tuple((name, c[name]) for name in enums) for c in COMBINATIONS} == expected_rows
+    assert len(COMBINATIONS) == len(expected_rows) * (2 if optional_texts else 1)
     assert len({json.dumps(c, sort_keys=True) for c in COMBINATIONS}) == len(COMBINATIONS)
 
 
@@ -688,9 +699,7 @@ def test_free_text_values_change_only_literals(
 
 REQUIRED_TEXT = [name for name in FREE_TEXT if PROPERTIES[name].get("default") != ""]
 OPTIONAL_TEXT = [
-    name
-    for name in FREE_TEXT
-    if PROPERTIES[name].get("default") == "" and name not in LIST_PROMPTS
+    name for name in FREE_TEXT if PROPERTIES[name].get("default") == "" and name not in LIST_PROMPTS
 ]
 _BASELINES: dict[tuple[Any, ...], dict[str, Any]] = {}
 
