@@ -13,8 +13,10 @@ demo: prereqs
 	uv run --quiet python scripts/demo.py
 
 ## The whole test suite: the offline bundle init, every prompt combination, the generated agents.
+## One pytest worker per core: most of the time goes to booting generated projects, which wait
+## on installs, sleeps and timeouts as much as they compute.
 test: prereqs
-	uv run pytest
+	uv run pytest -n auto --dist worksteal
 
 lint: prereqs
 	uv run ruff check . && uv run ruff format --check .
