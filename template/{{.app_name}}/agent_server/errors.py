@@ -59,6 +59,13 @@ class UpstreamTimeoutError(UpstreamError):
     code = "upstream_timeout"
 
 
+class MemoryUnavailableError(AgentError):
+    """The agent's memory (Lakebase, PostgreSQL) could not be reached or did not answer."""
+
+    status_code = 503
+    code = "memory_unavailable"
+
+
 # Modules of the HTTP clients under ChatDatabricks and DatabricksOpenAI: an exception raised in
 # them while reading an answer comes from the LLM endpoint's side of the connection.
 _CLIENT_MODULES = ("openai.", "httpx.", "httpcore.", "h11.")
@@ -68,7 +75,7 @@ def as_agent_error(exc: BaseException) -> AgentError | None:
     """The AgentError for an exception from the LLM client, or None for anything else."""
     if isinstance(exc, AgentError):
         return exc
-    error = _openai_error(exc) or _transport_error(exc)
+    error = _openai_error(exc) or _transport_error(exc) or _database_error(exc)
     if error is not None:
         return error
     if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError) and _raised_in_client(exc):
@@ -111,6 +118,20 @@ def _transport_error(exc: BaseException) -> AgentError | None:
     if isinstance(exc, httpx.TransportError):
         return UpstreamError(
             f"The connection to the LLM endpoint broke off: {type(exc).__name__}: {exc}"
+        )
+    return None
+
+
+def _database_error(exc: BaseException) -> AgentError | None:
+    """PostgreSQL connection failures of the memory's pools (projects with memory only)."""
+    try:
+        import psycopg
+        import psycopg_pool
+    except ImportError:
+        return None
+    if isinstance(exc, psycopg.OperationalError | psycopg_pool.PoolTimeout):
+        return MemoryUnavailableError(
+            f"The agent's memory (Lakebase) is unreachable: {type(exc).__name__}: {exc}"
         )
     return None
 
