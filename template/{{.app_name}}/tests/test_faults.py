@@ -322,7 +322,9 @@ def test_health_answers_while_the_workspace_host_is_down(
     requests that need the workspace fail within a bounded time, with a reason, while the host
     (1) hangs before the client is built, (2) hangs once it is built, (3) refuses connections."""
     blackhole = Blackhole()
-    sdk_http_timeout = 3
+    # Longer than phase (1) takes (its requests and stream, each waiting WORKSPACE_WAIT_SECONDS),
+    # so the client cannot be built in the middle of it, even on a loaded machine.
+    sdk_http_timeout = 8
     env = agent_env(
         FakeWorkspace(),  # not started: only its credentials are used, the host is the blackhole
         DATABRICKS_HOST=blackhole.url,
