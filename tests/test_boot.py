@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import REPO_ROOT, render
+from conftest import OPTIONAL_TEXT_SAMPLES, REPO_ROOT, render
 from project_commands import project_env, run
 
 SCHEMA = json.loads((REPO_ROOT / "databricks_template_schema.json").read_text())
@@ -56,6 +56,24 @@ def wait_healthy(url: str, timeout: float = 120) -> None:
     raise AssertionError(f"{url} not healthy after {timeout} s")
 
 
+def installed_and_self_tested(config: dict[str, str], tmp_path: Path) -> Path:
+    """Render `config`, install the project with `uv sync` and run its own test suite, which
+    must pass in full, with nothing skipped; returns the project folder."""
+    result = render(config, tmp_path)
+    assert result.returncode == 0, result.stderr
+    project = tmp_path / SCHEMA["properties"]["app_name"]["default"]
+
+    synced = run(["uv", "sync", "--quiet"], project, timeout=900)
+    assert synced.returncode == 0, synced.stderr
+
+    own_tests = run(["uv", "run", "pytest", "-q", "-p", "no:cacheprovider"], project, timeout=2400)
+    assert own_tests.returncode == 0, own_tests.stdout[-5000:] + own_tests.stderr[-2000:]
+    summary = re.search(r"(\d+) passed", own_tests.stdout)
+    assert summary and int(summary.group(1)) >= 20, own_tests.stdout[-2000:]
+    assert " failed" not in own_tests.stdout and " skipped" not in own_tests.stdout
+    return project
+
+
 # Sub-agents for the boot configurations that set them: an endpoint the booted server asks
 # through the fake (the project's own tests also cover an app sub-agent, with OAuth).
 SUBAGENTS = "boot-subagent, apps/boot-subagent-app"
@@ -75,18 +93,7 @@ def test_generated_project_boots(
     tmp_path: Path, framework: str, is_async: str, subagents: str
 ) -> None:
     config = {"agent_framework": framework, "async": is_async, "subagents": subagents}
-    result = render(config, tmp_path)
-    assert result.returncode == 0, result.stderr
-    project = tmp_path / SCHEMA["properties"]["app_name"]["default"]
-
-    synced = run(["uv", "sync", "--quiet"], project, timeout=900)
-    assert synced.returncode == 0, synced.stderr
-
-    own_tests = run(["uv", "run", "pytest", "-q", "-p", "no:cacheprovider"], project, timeout=1200)
-    assert own_tests.returncode == 0, own_tests.stdout[-5000:] + own_tests.stderr[-2000:]
-    summary = re.search(r"(\d+) passed", own_tests.stdout)
-    assert summary and int(summary.group(1)) >= 20, own_tests.stdout[-2000:]
-    assert " failed" not in own_tests.stdout and " skipped" not in own_tests.stdout
+    project = installed_and_self_tested(config, tmp_path)
 
     env = project_env()
     fake_args = ["uv", "run", "python", "-m", "tests.fake_workspace", "--port", "0"]
@@ -142,16 +149,19 @@ def test_generated_project_boots(
 # Projects with every workspace resource chosen (issue 4): their own suites call each managed
 # MCP tool end to end and run the memory against a real PostgreSQL they start themselves
 # (Debian's postgresql package, from scripts/install-prereqs.sh).
+RESOURCE_PROMPTS = [
+    "genie_space_id",
+    "vector_search_index",
+    "uc_function_schema",
+    "uc_connection",
+    "sql_warehouse_id",
+    "secret_scope",
+    "secret_key",
+    "lakebase_instance",
+]
 ALL_RESOURCES = {
     "agent_framework": "langgraph",
-    "genie_space_id": "01ef0123456789abcdef0123456789ab",
-    "vector_search_index": "main.docs.product_docs_index",
-    "uc_function_schema": "main.agent_tools",
-    "uc_connection": "github-mcp",
-    "sql_warehouse_id": "0123456789abcdef",
-    "secret_scope": "agent-secrets",
-    "secret_key": "weather_api_key",
-    "lakebase_instance": "agent-memory",
+    **{name: OPTIONAL_TEXT_SAMPLES[name] for name in RESOURCE_PROMPTS},
 }
 RESOURCE_BOOTS = {
     "all-tools-long-term-memory-async": {
@@ -170,16 +180,7 @@ RESOURCE_BOOTS = {
 
 @pytest.mark.parametrize("config", list(RESOURCE_BOOTS.values()), ids=list(RESOURCE_BOOTS))
 def test_project_with_workspace_resources_boots(tmp_path: Path, config: dict[str, str]) -> None:
-    result = render(config, tmp_path)
-    assert result.returncode == 0, result.stderr
-    project = tmp_path / SCHEMA["properties"]["app_name"]["default"]
-
-    synced = run(["uv", "sync", "--quiet"], project, timeout=900)
-    assert synced.returncode == 0, synced.stderr
-
-    own_tests = run(["uv", "run", "pytest", "-q", "-p", "no:cacheprovider"], project, timeout=1500)
-    assert own_tests.returncode == 0, own_tests.stdout[-5000:] + own_tests.stderr[-2000:]
-    assert " failed" not in own_tests.stdout and " skipped" not in own_tests.stdout
+    project = installed_and_self_tested(config, tmp_path)
     # The suites of the tools and the memory ran, with every test passing.
     for suite in ("tests/test_tools.py", "tests/test_memory.py"):
         listed = run(
