@@ -1,7 +1,7 @@
 """Translation between the Responses API and the OpenAI Agents SDK's run items, for agent.py.
 
-The output items have the same shapes as the LangGraph variant's: a `message` per answer, a
-`function_call` per tool call and a `function_call_output` per tool result.
+The output items are the Responses API's: a `message` per answer, a `function_call` per tool
+call and a `function_call_output` per tool result.
 """
 
 import asyncio
@@ -73,7 +73,7 @@ def output_item(item: RunItem, ids: ItemIds) -> dict[str, Any] | None:
             return None
         arguments = getattr(raw, "arguments", None) or "{}"
         item_id = getattr(raw, "id", None)
-        # As in the LangGraph variant, a call without an id of its own is known by its call_id.
+        # A call without an id of its own (chat completions give none) is known by its call_id.
         item_id = item_id if item_id and item_id != _FAKE_ID else call_id
         return create_function_call_item(item_id, call_id, name, arguments)
     if isinstance(item, ToolCallOutputItem):
@@ -102,8 +102,8 @@ def stream_events(event: StreamEvent, ids: ItemIds) -> Iterator[dict[str, Any]]:
     """Responses stream events for one Agents SDK stream event.
 
     Raw model events carry the LLM's tokens and become text deltas; run items carry finished
-    messages, tool calls and tool results and become output items. Events are plain dicts, as in
-    the LangGraph variant: mlflow's server validates each one anyway.
+    messages, tool calls and tool results and become output items. Events are plain dicts:
+    mlflow's server validates each one anyway.
     """
     if isinstance(event, RawResponsesStreamEvent):
         data = event.data
