@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT, render
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 from project_commands import run
 
@@ -35,11 +36,11 @@ def test_lowest_direct_dependencies_work(tmp_path: Path, framework: str) -> None
     synced = run(["uv", "sync", "--quiet", "--resolution", "lowest-direct"], project, timeout=900)
     assert synced.returncode == 0, synced.stderr
     listed = run(["uv", "pip", "list", "--format", "json"], project, timeout=120)
-    installed = {p["name"].lower(): p["version"] for p in json.loads(listed.stdout)}
+    installed = {canonicalize_name(p["name"]): p["version"] for p in json.loads(listed.stdout)}
     dependencies = tomllib.loads((project / "pyproject.toml").read_text())["project"]
     for requirement in map(Requirement, dependencies["dependencies"]):
         minimum = next(s.version for s in requirement.specifier if s.operator == ">=")
-        installed_version = Version(installed[requirement.name.lower()])
+        installed_version = Version(installed[canonicalize_name(requirement.name)])
         assert installed_version == Version(minimum), f"{requirement}: got {installed_version}"
 
     tests = run(
