@@ -222,19 +222,27 @@ async def iterate_in_task(
     _running.add(task)
     task.add_done_callback(_running.discard)
     try:
-        while True:
-            kind, value = await queue.get()
-            if kind == _ITEM:
-                room.release()
-                yield value
-            elif kind == _ERROR:
-                raise value
-            else:
-                return
+        async for item in _delivered(queue, room):
+            yield item
     finally:
         if not task.done():
             abandoned.set()
             task.cancel()
+
+
+async def _delivered(
+    queue: asyncio.Queue[tuple[str, Any]], room: asyncio.Semaphore | threading.Semaphore
+) -> AsyncIterator[Any]:
+    """The producer's items, in order, each making room for the next; its error is re-raised."""
+    while True:
+        kind, value = await queue.get()
+        if kind == _ITEM:
+            room.release()
+            yield value
+        elif kind == _ERROR:
+            raise value
+        else:
+            return
 
 
 # Tasks of streams in progress: the event loop keeps only weak references to tasks.
@@ -286,15 +294,8 @@ async def iterate_in_thread(
     context.run(cancellation.watch, abandoned)
     loop.run_in_executor(_executor(), context.run, produce)
     try:
-        while True:
-            kind, value = await queue.get()
-            if kind == _ITEM:
-                room.release()
-                yield value
-            elif kind == _ERROR:
-                raise value
-            else:
-                return
+        async for item in _delivered(queue, room):
+            yield item
     finally:
         abandoned.set()
         room.release()  # unblock a producer waiting for room, so it sees `abandoned`

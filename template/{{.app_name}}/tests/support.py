@@ -1,13 +1,18 @@
-"""Helpers for the tests: run the agent server as a real process, and read its SSE streams."""
+"""Helpers for the tests: run the agent server as a real process, read its SSE streams and
+its traces."""
 
 import contextlib
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Trace
 
 from agent_cli.local_server import running
 from tests.fake_workspace import DEFAULT_TOKEN
@@ -75,3 +80,24 @@ def output_text(output: list[dict[str, Any]]) -> str:
         for part in item["content"]
         if part.get("type") == "output_text"
     )
+
+
+def wait_for_trace(tracking_db: Path, trace_id: str, timeout: float = 60) -> Trace:
+    """The trace `trace_id` from the local store, once mlflow has exported all of it.
+
+    Export is asynchronous and in two parts: spans are written in batches as they end, then the
+    trace's info and metadata (size stats first among them). Until the second part lands the
+    store holds a trace without its metadata.
+    """
+    mlflow.set_tracking_uri(f"sqlite:///{tracking_db}")
+    tracking = MlflowClient()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            trace = tracking.get_trace(trace_id)
+            if "mlflow.trace.sizeStats" in trace.info.trace_metadata:
+                return trace
+        except Exception:  # not exported yet
+            pass
+        assert time.monotonic() < deadline, f"trace {trace_id} never fully reached {tracking_db}"
+        time.sleep(0.25)

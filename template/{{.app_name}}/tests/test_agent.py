@@ -1,20 +1,20 @@
 """The agent end to end: real server, real clients, fake workspace."""
 
+import contextlib
 import json
+import sqlite3
 import statistics
 import threading
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
-import mlflow
 from mlflow import MlflowClient
 
 from tests.conftest import GIT_COMMIT, SERVING_ENDPOINT
 from tests.fake_workspace import FakeWorkspace
-from tests.support import output_text, read_sse, stream, user_request
+from tests.support import output_text, read_sse, stream, user_request, wait_for_trace
 
 TOOL_PROMPT = 'What time is it in Paris? Use get_current_time {"timezone": "Europe/Paris"}'
 
@@ -112,34 +112,15 @@ def test_requests_are_traced_to_the_local_store(
         json=user_request("Trace me"),
         headers={"x-mlflow-return-trace-id": "true"},
     )
-    trace_id = response.json()["metadata"]["trace_id"]
-    mlflow.set_tracking_uri(f"sqlite:///{tracking_db}")
-    tracking = MlflowClient()
-    deadline = time.monotonic() + 30
-    trace = None
-    while trace is None and time.monotonic() < deadline:
-        try:
-            trace = tracking.get_trace(trace_id)
-        except Exception:  # exported asynchronously: not there yet
-            time.sleep(0.5)
-    assert trace is not None, f"trace {trace_id} never reached {tracking_db}"
+    trace = wait_for_trace(tracking_db, response.json()["metadata"]["trace_id"])
     assert trace.info.state == "OK"
     assert "Trace me" in json.dumps(trace.data.spans[0].inputs)
     model_id = trace.info.trace_metadata.get("mlflow.modelId")
     assert model_id is not None
-    assert tracking.get_logged_model(model_id).name == f"local-git-{GIT_COMMIT[:8]}"
-
-
-def _wait_for_trace(tracking_db: Path, trace_id: str) -> Any:
-    mlflow.set_tracking_uri(f"sqlite:///{tracking_db}")
-    tracking = MlflowClient()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            return tracking.get_trace(trace_id)
-        except Exception:  # exported asynchronously: not there yet
-            time.sleep(0.5)
-    raise AssertionError(f"trace {trace_id} never reached {tracking_db}")
+    assert MlflowClient().get_logged_model(model_id).name == f"local-git-{GIT_COMMIT[:8]}"
+    # tracing.tune_local_store() put the local store in write-ahead-log mode.
+    with contextlib.closing(sqlite3.connect(tracking_db)) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_each_llm_and_tool_call_is_a_span_of_the_request(
@@ -151,7 +132,7 @@ def test_each_llm_and_tool_call_is_a_span_of_the_request(
         headers={"x-mlflow-return-trace-id": "true"},
     )
     assert response.status_code == 200, response.text
-    trace = _wait_for_trace(tracking_db, response.json()["metadata"]["trace_id"])
+    trace = wait_for_trace(tracking_db, response.json()["metadata"]["trace_id"])
     root = next(span for span in trace.data.spans if span.parent_id is None)
     steps = sorted(
         (span for span in trace.data.spans if span.parent_id == root.span_id),

@@ -12,17 +12,14 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
-import mlflow
 import pytest
-from mlflow import MlflowClient
 
 from tests.agent_process import CANARY_TOKEN, AgentProcess
 from tests.fake_workspace import FakeWorkspace
-from tests.support import PROJECT_ROOT, read_sse, user_request
+from tests.support import PROJECT_ROOT, read_sse, user_request, wait_for_trace
 
 CANARY = "SECRET-canary"  # in every canary below; no legitimate text contains it
 OBO_JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJvYm8ifQ.SECRET-canary-obo-signature"
@@ -75,18 +72,9 @@ def _traffic(server: AgentProcess, fake: FakeWorkspace) -> tuple[list[str], list
 
 
 def _wait_for_traces(tracking_db: Path, trace_ids: list[str]) -> None:
-    """Traces are exported in the background: wait until those of `trace_ids` are stored."""
-    mlflow.set_tracking_uri(f"sqlite:///{tracking_db}")
-    client = MlflowClient()
-    deadline = time.monotonic() + 60
+    """Traces are exported in the background: wait until those of `trace_ids` are all stored."""
     for trace_id in trace_ids:
-        while True:
-            try:
-                client.get_trace(trace_id)
-                break
-            except Exception:  # not exported yet
-                assert time.monotonic() < deadline, f"trace {trace_id} never stored"
-                time.sleep(0.5)
+        wait_for_trace(tracking_db, trace_id)
 
 
 def _files_written_since(root: Path, since: float) -> list[Path]:

@@ -1,6 +1,8 @@
 """Tracing set-up: nothing written without a tracking store; versions only from a real commit."""
 
+import contextlib
 import os
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -9,10 +11,64 @@ import pytest
 
 from agent_server import tracing
 
+EXPORT_SETTINGS = (
+    "MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS",
+    "MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE",
+)
+
 
 @pytest.fixture
 def no_commit_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AGENT_GIT_COMMIT", raising=False)
+
+
+@pytest.fixture
+def no_export_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in EXPORT_SETTINGS:  # set first, so that teardown restores what was there
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+
+
+def journal_mode(db: Path) -> str:
+    with contextlib.closing(sqlite3.connect(db)) as connection:
+        return connection.execute("PRAGMA journal_mode").fetchone()[0]
+
+
+def test_a_local_sqlite_store_gets_few_writers_batches_and_a_write_ahead_log(
+    no_export_settings: None, tmp_path: Path
+) -> None:
+    db = tmp_path / "store" / "mlflow.db"
+    tracing.tune_local_store(f"sqlite:///{db}")
+    assert [os.environ[name] for name in EXPORT_SETTINGS] == ["2", "50"]
+    assert journal_mode(db) == "wal"
+
+
+def test_export_settings_already_made_win(
+    no_export_settings: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS", "7")
+    tracing.tune_local_store(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert os.environ["MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS"] == "7"
+
+
+@pytest.mark.parametrize("uri", ["databricks", "databricks://my-profile", "http://127.0.0.1:5000"])
+def test_other_stores_keep_mlflow_defaults(
+    no_export_settings: None, uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    tracing.tune_local_store(uri)
+    assert [name for name in EXPORT_SETTINGS if name in os.environ] == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_store_that_is_not_a_database_is_left_to_mlflow(
+    no_export_settings: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    not_a_db = tmp_path / "mlflow.db"
+    not_a_db.write_text("not sqlite " * 100)
+    tracing.tune_local_store(f"sqlite:///{not_a_db}")  # warns, never raises
+    assert "write-ahead-log" in caplog.text
+    assert not_a_db.read_text() == "not sqlite " * 100
 
 
 def test_tracing_is_off_and_writes_nothing_without_a_tracking_uri(

@@ -131,7 +131,24 @@ def stream_handler(request: ResponsesAgentRequest) -> Iterator[ResponsesAgentStr
     yield from predict_stream(original_agent(), request)
 """
 
-ASYNC_HANDLERS = """
+# The async handlers, over sync code run by `predict_in_thread` and `predict_stream_in_thread`;
+# `uv run migrate --rewrite` adds the same ones (rewrite.py).
+ASYNC_HANDLER_DEFS = """
+@invoke()
+async def invoke_handler(request: ResponsesAgentRequest) -> ResponsesAgentResponse:
+    return await predict_in_thread(request)
+
+
+@stream()
+async def stream_handler(
+    request: ResponsesAgentRequest,
+) -> AsyncIterator[ResponsesAgentStreamEvent]:
+    async for event in predict_stream_in_thread(request):
+        yield event
+"""
+
+ASYNC_HANDLERS = (
+    """
 
 def predict(request: ResponsesAgentRequest) -> ResponsesAgentResponse:
     return original_agent().predict(request)
@@ -146,19 +163,9 @@ def predict_stream_events(request: ResponsesAgentRequest) -> Iterator[Any]:
 predict_in_thread = async_invoke(predict)
 predict_stream_in_thread = async_stream(predict_stream_events)
 
-
-@invoke()
-async def invoke_handler(request: ResponsesAgentRequest) -> ResponsesAgentResponse:
-    return await predict_in_thread(request)
-
-
-@stream()
-async def stream_handler(
-    request: ResponsesAgentRequest,
-) -> AsyncIterator[ResponsesAgentStreamEvent]:
-    async for event in predict_stream_in_thread(request):
-        yield event
 """
+    + ASYNC_HANDLER_DEFS
+)
 
 
 def render_adapter(*, is_async: bool, pickled: bool) -> str:

@@ -25,6 +25,7 @@ import builtins
 import inspect
 from dataclasses import dataclass
 
+from agent_cli.migration.entrypoint import ASYNC_HANDLER_DEFS
 from agent_cli.migration.mlmodel import ModelInfo
 
 SERVER_NAMES = {
@@ -64,7 +65,8 @@ def stream_handler(request: ResponsesAgentRequest) -> Iterator[ResponsesAgentStr
     yield from {stream_call}(request)
 """
 
-ASYNC_HANDLERS = """
+ASYNC_HANDLERS = (
+    """
 
 # Served with @invoke and @stream (added by `uv run migrate --rewrite`). The agent's code is
 # sync: it runs on the server's worker threads, never on the event loop, exactly as the server
@@ -72,19 +74,9 @@ ASYNC_HANDLERS = """
 predict_in_thread = async_invoke(predict)
 predict_stream_in_thread = async_stream({stream_call})
 
-
-@invoke()
-async def invoke_handler(request: ResponsesAgentRequest) -> ResponsesAgentResponse:
-    return await predict_in_thread(request)
-
-
-@stream()
-async def stream_handler(
-    request: ResponsesAgentRequest,
-) -> AsyncIterator[ResponsesAgentStreamEvent]:
-    async for event in predict_stream_in_thread(request):
-        yield event
 """
+    + ASYNC_HANDLER_DEFS
+)
 
 FINISHED_ITEMS = '''
 
