@@ -82,7 +82,7 @@ def output_text(output: list[dict[str, Any]]) -> str:
     )
 
 
-def wait_for_trace(tracking_db: Path, trace_id: str, timeout: float = 60) -> Trace:
+def wait_for_trace(tracking_db: Path, trace_id: str, timeout: float = 30) -> Trace:
     """The trace `trace_id` from the local store, once mlflow has exported all of it.
 
     Export is asynchronous and in two parts: spans are written in batches as they end, then the

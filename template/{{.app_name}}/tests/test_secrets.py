@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -73,8 +74,9 @@ def _traffic(server: AgentProcess, fake: FakeWorkspace) -> tuple[list[str], list
 
 def _wait_for_traces(tracking_db: Path, trace_ids: list[str]) -> None:
     """Traces are exported in the background: wait until those of `trace_ids` are all stored."""
+    deadline = time.monotonic() + 60  # for all of them together
     for trace_id in trace_ids:
-        wait_for_trace(tracking_db, trace_id)
+        wait_for_trace(tracking_db, trace_id, timeout=deadline - time.monotonic())
 
 
 def _files_written_since(root: Path, since: float) -> list[Path]:
