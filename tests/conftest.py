@@ -149,7 +149,10 @@ def combination_id(config: Mapping[str, Any]) -> str:
 
 
 def run_bundle_init(config_file: Path, out: Path) -> subprocess.CompletedProcess[str]:
-    """`bundle init` of this repo's template with `config_file` into `out` (never raises)."""
+    """`bundle init` of this repo's template with `config_file` into `out` (never raises).
+
+    The offline stand-in runs strict here: an unknown key in a test's config is an error (the
+    CLI, and the stand-in by default, drop it silently)."""
     return subprocess.run(
         [
             str(BUNDLE_INIT),
@@ -164,6 +167,7 @@ def run_bundle_init(config_file: Path, out: Path) -> subprocess.CompletedProcess
         stdin=subprocess.DEVNULL,
         timeout=RENDER_TIMEOUT_S,
         check=False,
+        env={**os.environ, "BUNDLE_INIT_STRICT_CONFIG": "1"},
     )
 
 

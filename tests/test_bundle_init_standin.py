@@ -25,6 +25,7 @@ FIXTURES = STANDIN_DIR / "testdata"
 # caller's environment cannot leak into these checks.
 _KNOBS = (
     "DATABRICKS_CLI",
+    "BUNDLE_INIT_STRICT_CONFIG",
     "DATABRICKS_HOST",
     "DATABRICKS_BUNDLE_INIT_USER_NAME",
     "DATABRICKS_BUNDLE_INIT_DISPLAY_NAME",
@@ -148,12 +149,30 @@ def test_conflict_leaves_output_untouched(wrapper_env: dict[str, str], tmp_path:
     assert existing.read_text() == "mine\n"
 
 
-def test_unknown_config_key_is_rejected(wrapper_env: dict[str, str], tmp_path: Path) -> None:
+def test_unknown_config_key_is_dropped_like_the_cli(
+    wrapper_env: dict[str, str], tmp_path: Path
+) -> None:
+    # databricks/cli libs/template/config.go, assignValuesFromFile: keys that are not schema
+    # properties are skipped.
     config = tmp_path / "input.json"
     config.write_text(json.dumps({"project_name": "demo", "include_notebook": "yes"}))
     out = tmp_path / "out"
 
     result = _init(wrapper_env, FIXTURES / "basic", "--config-file", config, "--output-dir", out)
+
+    assert result.returncode == 0, result.stderr
+    assert (out / "demo").is_dir(), _files(out)
+
+
+def test_unknown_config_key_is_rejected_when_strict(
+    wrapper_env: dict[str, str], tmp_path: Path
+) -> None:
+    config = tmp_path / "input.json"
+    config.write_text(json.dumps({"project_name": "demo", "include_notebook": "yes"}))
+    out = tmp_path / "out"
+    env = {**wrapper_env, "BUNDLE_INIT_STRICT_CONFIG": "1"}
+
+    result = _init(env, FIXTURES / "basic", "--config-file", config, "--output-dir", out)
 
     assert result.returncode != 0
     assert result.stderr == (

@@ -31,6 +31,10 @@ Workspace helpers read these variables instead of calling a workspace:
   DATABRICKS_BUNDLE_INIT_DISPLAY_NAME    short_name of a service principal (optional)
   DATABRICKS_BUNDLE_INIT_DEFAULT_CATALOG default_catalog (may be set to "")
   DATABRICKS_BUNDLE_INIT_WAREHOUSE_ID    properties with "format": "warehouse_path"
+
+Stand-in only:
+  BUNDLE_INIT_STRICT_CONFIG              when set, an unknown key in --config-file is an error
+                                         (the CLI drops it)
 `
 
 var errHelp = errors.New("help requested")

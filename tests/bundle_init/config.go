@@ -6,6 +6,10 @@ import (
 	"os"
 )
 
+// envStrictConfig, when set to a non-empty value, makes an unknown key in
+// --config-file an error instead of being dropped as the CLI drops it.
+const envStrictConfig = "BUNDLE_INIT_STRICT_CONFIG"
+
 // config holds the template's input values: config-file values first, then
 // rendered defaults. The renderer shares the same map, so every template sees
 // the values assigned so far.
@@ -37,8 +41,9 @@ func (c *config) assignValuesFromFile(path string) error {
 // validates it against the schema (types, enum, pattern, const, top-level
 // required and anyOf).
 //
-// Stricter than the CLI, which silently drops keys that are not schema
-// properties: an unknown key is an error, so a stale or misspelt key in a test
+// Like the CLI (libs/template/config.go, assignValuesFromFile), keys that are
+// not schema properties are dropped without a word. With BUNDLE_INIT_STRICT_CONFIG
+// set, an unknown key is an error instead, so a stale or misspelt key in a test
 // input cannot go unnoticed.
 func (c *config) loadInstance(path string) (map[string]any, error) {
 	b, err := os.ReadFile(path)
@@ -49,10 +54,15 @@ func (c *config) loadInstance(path string) (map[string]any, error) {
 	if err := json.Unmarshal(b, &instance); err != nil {
 		return nil, err
 	}
+	strict := os.Getenv(envStrictConfig) != ""
 	for _, name := range sortedKeys(instance) {
-		if _, ok := c.schema.Properties[name]; !ok {
+		if _, ok := c.schema.Properties[name]; ok {
+			continue
+		}
+		if strict {
 			return nil, fmt.Errorf("unknown property %q (not defined in the template schema)", name)
 		}
+		delete(instance, name)
 	}
 	for _, name := range sortedKeys(instance) {
 		if c.schema.Properties[name].Type != integerType {

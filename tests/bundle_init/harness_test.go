@@ -47,7 +47,7 @@ type result struct {
 // run so the developer's environment cannot leak into a test.
 var envKnobs = []string{
 	envHost, envUserName, envDisplayName, envDefaultCatalog, envRecordHistory,
-	"DATABRICKS_BUNDLE_INIT_WAREHOUSE_ID", "BUNDLE_INIT_CLI_VERSION",
+	"DATABRICKS_BUNDLE_INIT_WAREHOUSE_ID", "BUNDLE_INIT_CLI_VERSION", envStrictConfig,
 }
 
 // runInit runs the binary in dir (if not empty) with a clean environment
