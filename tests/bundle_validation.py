@@ -17,7 +17,7 @@ import json
 import os
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -392,3 +392,291 @@ def schema_errors(document: Any) -> list[str]:
             location = ".".join(str(part) for part in leaf.absolute_path) or "<root>"
             messages.append(f"{location}: {leaf.message}")
     return messages
+
+
+# --- deploy-time checks under a given identity ---------------------------------------------
+#
+# `bundle validate`/`deploy` resolve `${workspace.current_user.*}` from SCIM `Me` and then apply
+# the bundle's permissions. What a real workspace does with the result depends on who deploys:
+# a person, or the service principal of the generated CI (GitHub OIDC). These checks model the
+# databricks/cli code that decides it:
+#   bundle/config/mutator/populate_current_user.go  current_user = Me + short_name,
+#                                                   domain_friendly_name
+#   libs/iamutil/user.go, service_principal.go      a userName that parses as a UUID is a
+#                                                   service principal's application id; its
+#                                                   short_name comes from its displayName
+#   bundle/config/mutator/resourcemutator/validate_target_mode.go
+#                                                   mode: production needs an explicit
+#                                                   workspace.root_path in the target
+#   bundle/config/mutator/resourcemutator/apply_bundle_permissions.go
+#                                                   top-level/target permissions land on every
+#                                                   resource (experiments too)
+#   bundle/config/mutator/resourcemutator/fix_permissions.go
+#                                                   the deployer is added to every resource's
+#                                                   permissions, as service_principal_name when
+#                                                   its userName is a UUID
+#   bundle/apps/validate.go                         an app resource on a bundle resource that has
+#                                                   permissions loses its grant on the next
+#                                                   deploy unless the app's service principal
+#                                                   is in them (databricks/cli issue 4309):
+#     ${resources.apps.<key>.service_principal_client_id}
+# A permission `user_name` must name a user: the Permissions API answers "Principal:
+# UserName(<uuid>) does not exist" for an application id there.
+
+_UUID = regex.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+_REFERENCE = regex.compile(r"\$\{([\p{L}_][\p{L}\p{N}_\-.\[\]]*)\}")
+_RESOURCE_REFERENCE = regex.compile(r"^\$\{resources\.(\w+)\.([^.]+)\.(\w+)\}$")
+_APP_SP_REFERENCE = regex.compile(r"^\$\{resources\.apps\.([^.]+)\.service_principal_client_id\}$")
+# Fields of a deployed app the bundle can reference (resources.apps.<key>.<field>).
+_APP_OUTPUT_FIELDS = {"id", "name", "url", "service_principal_client_id", "service_principal_id"}
+
+
+def is_application_id(name: str) -> bool:
+    return _UUID.fullmatch(name) is not None
+
+
+def _normalize(text: str) -> str:
+    # libs/textutil NormalizeString: letters and digits are kept, anything else becomes "_".
+    return regex.sub(r"[^\p{L}\p{N}]", "_", text)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The deployer as the CLI sees it: SCIM `Me`'s userName and displayName."""
+
+    user_name: str
+    display_name: str = ""
+
+    @classmethod
+    def from_me(cls, me: Mapping[str, Any]) -> Identity:
+        return cls(str(me["userName"]), str(me.get("displayName") or ""))
+
+    @property
+    def is_service_principal(self) -> bool:
+        return is_application_id(self.user_name)
+
+    @property
+    def short_name(self) -> str:
+        name = self.user_name
+        if self.is_service_principal and self.display_name:
+            name = self.display_name
+        return _normalize(name.split("@", 1)[0])
+
+    def current_user(self) -> dict[str, str]:
+        """`${workspace.current_user.<field>}` values (iam.User's JSON names plus the CLI's own)."""
+        fields = {
+            "userName": self.user_name,
+            "short_name": self.short_name,
+            "domain_friendly_name": regex.sub(r"[^a-z0-9]", "-", self.short_name.lower()),
+        }
+        if self.display_name:
+            fields["displayName"] = self.display_name
+        return fields
+
+
+def _resolve_string(
+    text: str,
+    values: Mapping[str, str],
+    path: str,
+    problems: list[str],
+    keep: Callable[[str], bool],
+) -> str:
+    def replace(match: regex.Match[str]) -> str:
+        key = match.group(1)
+        if key in values:
+            return values[key]
+        if not keep(key):
+            problems.append(f"{path}: reference does not exist: ${{{key}}}")
+        return match.group(0)
+
+    return _REFERENCE.sub(replace, text)
+
+
+def _resolve(
+    value: Any,
+    values: Mapping[str, str],
+    path: str,
+    problems: list[str],
+    keep: Callable[[str], bool],
+) -> Any:
+    if isinstance(value, str):
+        return _resolve_string(value, values, path, problems, keep)
+    if isinstance(value, list):
+        return [_resolve(v, values, f"{path}[{i}]", problems, keep) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: _resolve(v, values, f"{path}.{k}", problems, keep) for k, v in value.items()}
+    return value
+
+
+def _principal_problems(entry: Mapping[str, Any], path: str, app_keys: set[str]) -> Iterator[str]:
+    if (user := entry.get("user_name")) is not None and is_application_id(str(user)):
+        yield (
+            f"{path}: user_name {user!r} is a service principal's application id "
+            f"(the Permissions API answers 'Principal: UserName({user}) does not exist'); "
+            "it belongs in service_principal_name"
+        )
+    if (sp := entry.get("service_principal_name")) is not None:
+        sp = str(sp)
+        if match := _APP_SP_REFERENCE.fullmatch(sp):
+            if match.group(1) not in app_keys:
+                yield f"{path}: {sp} names no app of this bundle"
+        elif not is_application_id(sp):
+            yield f"{path}: service_principal_name {sp!r} is not an application id"
+
+
+def deploy_errors(
+    document: Mapping[str, Any], target: str, identity: Identity, *, git: bool = False
+) -> list[str]:
+    """What `databricks bundle deploy -t <target>` run by `identity` would reject or get wrong.
+
+    `git`: whether the project is a git checkout (a fresh `bundle init` is not; without one
+    `${bundle.git.*}` has no value: bundle/config/mutator/load_git_details.go only warns).
+    """
+    problems: list[str] = []
+    targets = document.get("targets") or {}
+    if target not in targets:
+        return [f"no target {target!r}"]
+    target_doc = targets[target] or {}
+    bundle_name = str((document.get("bundle") or {}).get("name", ""))
+    values = {
+        "bundle.name": bundle_name,
+        "bundle.target": target,
+        **{f"workspace.current_user.{k}": v for k, v in identity.current_user().items()},
+    }
+    if git:
+        values.update({"bundle.git.commit": "0" * 40, "bundle.git.branch": "main"})
+    variables = {**(document.get("variables") or {})}
+    for name, override in (target_doc.get("variables") or {}).items():
+        variables[name] = {**(variables.get(name) or {}), "default": override}
+    for name, spec in variables.items():
+        if isinstance(spec, dict) and "default" in spec:
+            values[f"var.{name}"] = str(spec["default"])
+        else:
+            problems.append(f"variables.{name}: no default, so deploy needs --var {name}=...")
+
+    resources = resources_for_target(document, target)
+    app_keys = set((resources.get("apps") or {}).keys())
+
+    def keep(key: str) -> bool:
+        # Resource outputs are resolved during the deploy itself.
+        match = regex.fullmatch(r"resources\.(\w+)\.([^.]+)\.(\w+)", key)
+        if match is None:
+            return False
+        kind, name, field = match.groups()
+        if name not in (resources.get(kind) or {}):
+            return False
+        return field == "id" or (kind == "apps" and field in _APP_OUTPUT_FIELDS)
+
+    resolved = _resolve(resources, values, "resources", problems, keep)
+    workspace = _resolve(target_doc.get("workspace") or {}, values, "workspace", problems, keep)
+    top_permissions = _resolve(
+        [*(document.get("permissions") or []), *(target_doc.get("permissions") or [])],
+        values,
+        "permissions",
+        problems,
+        keep,
+    )
+
+    if target_doc.get("mode") == "production":
+        root = workspace.get("root_path")
+        if not root:
+            problems.append(
+                f"targets.{target}: mode: production must set workspace.root_path "
+                "(validate_target_mode.go)"
+            )
+        elif not str(root).startswith(f"/Workspace/Users/{identity.user_name}/"):
+            problems.append(
+                f"targets.{target}.workspace.root_path {root!r} is outside the deployer's home "
+                f"folder /Workspace/Users/{identity.user_name}/"
+            )
+
+    for index, entry in enumerate(top_permissions):
+        problems.extend(_principal_problems(entry, f"permissions[{index}]", app_keys))
+
+    # apply_bundle_permissions.go: the bundle's permissions on every resource that has them;
+    # fix_permissions.go: then the deployer on every permissions list.
+    deployer_kind = "service_principal_name" if identity.is_service_principal else "user_name"
+    for kind, entries in resolved.items():
+        for key, resource in (entries or {}).items():
+            own = list(resource.get("permissions") or [])
+            for index, entry in enumerate(own):
+                path = f"resources.{kind}.{key}.permissions[{index}]"
+                problems.extend(_principal_problems(entry, path, app_keys))
+            if kind in ("apps", "experiments", "jobs", "model_serving_endpoints"):
+                own += [{**p} for p in top_permissions]
+            if own:
+                own.append({deployer_kind: identity.user_name, "level": "CAN_MANAGE"})
+            resource["permissions"] = own
+
+    problems.extend(_reference_cycles(resolved))
+
+    # bundle/apps/validate.go (databricks/cli issue 4309).
+    for app_key, app in (resolved.get("apps") or {}).items():
+        sp_reference = f"${{resources.apps.{app_key}.service_principal_client_id}}"
+        for app_resource in app.get("resources") or []:
+            for spec in app_resource.values():
+                if not isinstance(spec, dict):
+                    continue
+                for field_value in spec.values():
+                    match = _RESOURCE_REFERENCE.fullmatch(str(field_value))
+                    if match is None:
+                        continue
+                    kind, name = match.group(1), match.group(2)
+                    permissions = ((resolved.get(kind) or {}).get(name) or {}).get("permissions")
+                    if permissions and not any(
+                        p.get("service_principal_name") == sp_reference for p in permissions
+                    ):
+                        problems.append(
+                            f"resources.apps.{app_key}: app resource "
+                            f"{app_resource.get('name')!r} uses resources.{kind}.{name}, whose "
+                            "permissions do not include the app's service principal "
+                            f"({sp_reference}): the next deploy drops its grant"
+                        )
+    return problems
+
+
+def _references(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        for match in _REFERENCE.finditer(value):
+            yield match.group(1)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _references(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _references(item)
+
+
+def _reference_cycles(resources: Mapping[str, Any]) -> Iterator[str]:
+    """Cycles among the deploy's nodes. A resource's `permissions` are a node of their own
+    (`resources.<kind>.<key>.permissions` in databricks/cli bundle/direct; a separate
+    databricks_permissions resource in Terraform), so they may reference an app that
+    references the resource itself (acceptance/bundle/apps/job_permissions, fix.patch)."""
+    edges: dict[str, set[str]] = {}
+    for kind, entries in resources.items():
+        for key, resource in (entries or {}).items():
+            node = f"resources.{kind}.{key}"
+            body = {k: v for k, v in resource.items() if k != "permissions"}
+            for source, value in (
+                (node, body),
+                (f"{node}.permissions", resource.get("permissions")),
+            ):
+                for ref in _references(value):
+                    match = regex.fullmatch(r"(resources\.\w+\.[^.]+)\.\w+", ref)
+                    if match:
+                        edges.setdefault(source, set()).add(match.group(1))
+            edges.setdefault(f"{node}.permissions", set()).add(node)
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> Iterator[str]:
+        state[node] = 1
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == 1:
+                yield "dependency cycle: " + " -> ".join([*trail[trail.index(nxt) :], nxt])
+            elif nxt not in state:
+                yield from visit(nxt, [*trail, nxt])
+        state[node] = 2
+
+    for start in sorted(edges):
+        if start not in state:
+            yield from visit(start, [start])

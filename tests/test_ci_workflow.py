@@ -159,7 +159,10 @@ def test_main_deploys_to_prod_with_oidc_and_smoke_tests(rendered: RenderedCombin
 
     lines = commands(job)
     order = [
-        first_index(lines, r"^databricks bundle deploy --target prod$"),
+        # The deployed commit for MLflow version tracking (databricks.yml's git_commit).
+        first_index(
+            lines, r'^databricks bundle deploy --target prod --var "git_commit=\$GITHUB_SHA"$'
+        ),
         first_index(lines, r'^databricks bundle run "\$BUNDLE_KEY" --target prod$'),
         first_index(lines, r'databricks apps get "\$APP_NAME" --output json'),
         first_index(lines, r'uv run test-agent "\$APP_URL"'),

@@ -6,6 +6,7 @@ rendered once per session by the `rendered_matrix` fixture.
 
 from __future__ import annotations
 
+import ast
 import itertools
 import json
 import re
@@ -382,7 +383,10 @@ def test_app_yaml_agrees_with_bundle_config(rendered: RenderedCombination) -> No
     assert [entry["name"] for entry in bundle_only] == bundle_only_env_names()
     assert [entry["name"] for entry in bundle_only] == ["AGENT_GIT_COMMIT"]
     (git_commit,) = bundle_only
-    assert git_commit == {"name": "AGENT_GIT_COMMIT", "value": "${bundle.git.commit}"}
+    # Passed by `uv run deploy` and the deploy workflow; never ${bundle.git.*}, which has no
+    # value outside a git checkout. The default is not empty: an env entry always has a value.
+    assert git_commit == {"name": "AGENT_GIT_COMMIT", "value": "${var.git_commit}"}
+    assert document["variables"]["git_commit"]["default"] == "none"
     for entry in bundle_only:
         assert bv.is_interpolation(entry.get("value")), f"{entry} is not bundle interpolation"
     for entry in local["env"]:
@@ -432,6 +436,55 @@ def test_app_resources(rendered: RenderedCombination) -> None:
         source = entry.get("value_from", entry.get("valueFrom"))
         if source is not None:
             assert source in declared, f"{entry['name']} reads undeclared app resource {source!r}"
+
+
+def fake_identities(case: RenderedCombination) -> dict[str, bv.Identity]:
+    """The SCIM `Me` answers of the project's fake workspace: a person and a service principal
+    (the generated CI signs in as one), read from tests/fake_workspace/core.py."""
+    tree = ast.parse((case.project / "tests" / "fake_workspace" / "core.py").read_text("utf-8"))
+    found: dict[str, bv.Identity] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+            if name in ("FAKE_USER", "FAKE_SERVICE_PRINCIPAL"):
+                found[name] = bv.Identity.from_me(ast.literal_eval(node.value))
+    assert set(found) == {"FAKE_USER", "FAKE_SERVICE_PRINCIPAL"}, sorted(found)
+    assert not found["FAKE_USER"].is_service_principal
+    assert found["FAKE_SERVICE_PRINCIPAL"].is_service_principal
+    return found
+
+
+def test_bundle_deploys_as_person_and_as_service_principal(rendered: RenderedCombination) -> None:
+    """Every target deploys from a fresh `bundle init` (no git) both for a person and for the
+    service principal of the generated CI: principal kinds, production mode, references."""
+    document = bundle_document(rendered)
+    problems = [
+        f"{target} as {who}: {problem}"
+        for who, identity in fake_identities(rendered).items()
+        for target in bv.target_names(document)
+        for problem in bv.deploy_errors(document, target, identity)
+    ]
+    assert not problems, "\n".join(problems)
+
+
+def test_experiment_grant_survives_bundle_permissions(rendered: RenderedCombination) -> None:
+    """The app's service principal is on the experiment's own permissions, so permissions the
+    owner adds to the bundle or a target later cannot drop its CAN_EDIT (databricks/cli issue
+    4309, bundle/apps/validate.go)."""
+    document = bundle_document(rendered)
+    view = bv.load_bundle(document)
+    key, _ = only_app(view)
+    (experiment_key,) = view.resources["experiments"]
+    grants = view.resources["experiments"][experiment_key].get("permissions") or []
+    assert {
+        "level": "CAN_EDIT",
+        "service_principal_name": f"${{resources.apps.{key}.service_principal_client_id}}",
+    } in grants, grants
+    team = [{"level": "CAN_MANAGE", "group_name": "agent-team"}]
+    with_team = {**document, "permissions": team}
+    person = fake_identities(rendered)["FAKE_USER"]
+    for target in bv.target_names(document):
+        assert bv.deploy_errors(with_team, target, person) == []
 
 
 # --- specific inputs -----------------------------------------------------------------------
@@ -558,6 +611,80 @@ def test_strict_loading_names_unknown_fields_and_enum_values() -> None:
     )
     with pytest.raises(ValueError, match=r"resources\.apps\.demo\.nmae: unknown field"):
         bv.load_bundle(bad, "dev")
+
+
+DEPLOY_BUNDLE: dict[str, Any] = {
+    "bundle": {"name": "demo"},
+    "resources": {
+        "apps": {
+            "demo": {
+                "name": "demo",
+                "resources": [
+                    {
+                        "name": "experiment",
+                        "experiment": {
+                            "experiment_id": "${resources.experiments.exp.id}",
+                            "permission": "CAN_EDIT",
+                        },
+                    }
+                ],
+            }
+        },
+        "experiments": {"exp": {"name": "/Users/${workspace.current_user.userName}/demo"}},
+    },
+    "targets": {
+        "prod": {
+            "mode": "production",
+            "workspace": {
+                "root_path": "/Workspace/Users/${workspace.current_user.userName}/.bundle/x"
+            },
+        }
+    },
+}
+PERSON = bv.Identity("someone@example.com", "Someone")
+ROBOT = bv.Identity("6f0c9a52-3b1e-4d7a-9c55-2e8f41b7d0a3", "ci")
+
+
+def test_deploy_checks_flag_each_rule() -> None:
+    assert bv.deploy_errors(DEPLOY_BUNDLE, "prod", PERSON) == []
+    assert bv.deploy_errors(DEPLOY_BUNDLE, "prod", ROBOT) == []
+    assert ROBOT.short_name == "ci" and PERSON.short_name == "someone"
+
+    def errors(change: Callable[[dict[str, Any]], None], who: bv.Identity) -> str:
+        bad = json.loads(json.dumps(DEPLOY_BUNDLE))
+        change(bad)
+        return "\n".join(bv.deploy_errors(bad, "prod", who))
+
+    as_user = [{"level": "CAN_MANAGE", "user_name": "${workspace.current_user.userName}"}]
+    assert "Principal: UserName(6f0c9a52" in errors(
+        lambda d: d["targets"]["prod"].update(permissions=as_user), ROBOT
+    )
+    assert "drops its grant" in errors(
+        lambda d: d["targets"]["prod"].update(permissions=as_user), PERSON
+    )
+    assert "must set workspace.root_path" in errors(
+        lambda d: d["targets"]["prod"].pop("workspace"), PERSON
+    )
+    assert "reference does not exist: ${bundle.git.commit}" in errors(
+        lambda d: d["resources"]["apps"]["demo"].update(description="${bundle.git.commit}"), PERSON
+    )
+    assert "reference does not exist: ${workspace.current_user.email}" in errors(
+        lambda d: d["resources"]["apps"]["demo"].update(
+            description="${workspace.current_user.email}"
+        ),
+        PERSON,
+    )
+    not_an_id = [{"level": "CAN_EDIT", "service_principal_name": "ci-bot"}]
+    assert "is not an application id" in errors(
+        lambda d: d["resources"]["experiments"]["exp"].update(permissions=not_an_id), PERSON
+    )
+    cyclic = {"experiment_id": "${resources.experiments.exp.id}", "permission": "CAN_EDIT"}
+    assert "dependency cycle" in errors(
+        lambda d: d["resources"]["experiments"]["exp"].update(
+            name="${resources.apps.demo.service_principal_client_id}", x=cyclic
+        ),
+        PERSON,
+    )
 
 
 def test_yaml_loader_is_strict() -> None:

@@ -113,14 +113,36 @@ class Context:
     profile: str | None
     env: dict[str, str]
 
+    commit: str | None = None
+
     @property
     def target_args(self) -> list[str]:
         extra = ["-t", self.args.target]
         if self.profile:
             extra += ["-p", self.profile]
-        for assignment in self.args.var:
+        variables = list(self.args.var)
+        if self.commit and not any(v.startswith("git_commit=") for v in variables):
+            variables.append(f"git_commit={self.commit}")
+        for assignment in variables:
             extra += ["--var", assignment]
         return extra
+
+
+def source_commit() -> str | None:
+    """HEAD of the project's git checkout, or None outside one (databricks.yml's git_commit:
+    the deployed source has no .git folder, so the deploy passes the commit)."""
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "--verify", "--quiet", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=15,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = result.stdout.strip()
+    return commit if result.returncode == 0 and commit else None
 
 
 def stream(cli: str, arguments: list[str], env: dict[str, str]) -> StepResult:
@@ -245,7 +267,7 @@ def make_context(args: argparse.Namespace) -> Context:
         env["DATABRICKS_HOST"] = host  # quickstart --host: the CLI finds its login by host
     if profile:
         console.ok(f"profile {profile}" + ("" if args.profile else f" (from {args.env_file.name})"))
-    return Context(cli.path, args, profile, env)
+    return Context(cli.path, args, profile, env, source_commit())
 
 
 def run(args: argparse.Namespace) -> int:

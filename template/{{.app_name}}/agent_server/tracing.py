@@ -15,6 +15,7 @@ A local sqlite store is tuned for what it is, a file with one writer at a time (
 
 import logging
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -27,6 +28,8 @@ import mlflow
 logger = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# An abbreviated or full git commit id (SHA-1, or SHA-256 in repositories that use it).
+COMMIT_HASH = re.compile(r"[0-9a-fA-F]{7,64}")
 # Longest the server start waits for the tracking store (version tracking), and the shutdown
 # for queued traces to be exported. Databricks Apps stops an app 15 s after SIGTERM.
 TRACKING_TIMEOUT_SECONDS = float(os.environ.get("AGENT_TRACKING_TIMEOUT_SECONDS", "20"))
@@ -124,8 +127,12 @@ def run_bounded(func: Callable[[], object], timeout: float) -> bool:
 
 
 def git_commit() -> str | None:
-    """The deployed commit: AGENT_GIT_COMMIT (set by the bundle), else the local checkout's HEAD."""
-    if commit := os.environ.get("AGENT_GIT_COMMIT", "").strip():
+    """The deployed commit: AGENT_GIT_COMMIT (set by the bundle), else the local checkout's HEAD.
+
+    Only a commit hash counts: the bundle sets "none" when the deploy passed no commit, and an
+    empty value is the same as none."""
+    commit = os.environ.get("AGENT_GIT_COMMIT", "").strip()
+    if COMMIT_HASH.fullmatch(commit):
         return commit
     git = shutil.which("git")
     if git is None:

@@ -4,6 +4,8 @@ arguments and fails, when told to, with the real CLI's error texts."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from agent_cli import deploy as deploy_module
 from agent_cli.deploy import main
 from agent_cli.project import APP_NAME, BUNDLE_KEY, PROJECT_ROOT
 from tests.cli_support import SCRIPTS_DIR, cli_env, output, run_in_process, write_executable
@@ -169,6 +172,40 @@ def test_validates_deploys_and_runs(deploy: Run, cli_dir: Path) -> None:
     for line in ("Validation OK!", "Deployment complete!", f"You can access the app at {APP_URL}"):
         assert line in result.stdout
     assert f"Smoke-test it: uv run test-agent {APP_URL} --profile dev-profile" in result.stdout
+
+
+def test_the_checkouts_commit_is_passed(
+    deploy: Run, cli_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # databricks.yml's git_commit variable: the deployed app has no .git folder of its own.
+    git_binary = shutil.which("git")
+    assert git_binary is not None, "the tests need git"
+    (tmp_path / "bin" / "git").symlink_to(git_binary)  # the fake CLI's PATH has only bin/
+    source = tmp_path / "source"
+    source.mkdir()
+    monkeypatch.setattr(deploy_module, "PROJECT_ROOT", source)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    assert deploy("--no-run").returncode == 0
+    assert not any("--var" in args for args in commands(cli_dir)), commands(cli_dir)
+
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com"}
+    env |= {"GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    for args in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "x"]):
+        git = ["git", *args]
+        subprocess.run(git, cwd=source, env={**os.environ, **env}, check=True, timeout=30)
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    (cli_dir / "calls.jsonl").unlink()
+    assert deploy("--no-run").returncode == 0
+    validate, deployed = commands(cli_dir)
+    for args in (validate, deployed):
+        assert args[args.index("--var") + 1] == f"git_commit={head}", args
+
+    (cli_dir / "calls.jsonl").unlink()
+    assert deploy("--no-run", "--var", "git_commit=abc1234").returncode == 0
+    for args in commands(cli_dir):
+        assert [a for a in args if a.startswith("git_commit=")] == ["git_commit=abc1234"], args
 
 
 def test_target_profile_variables_and_no_run(deploy: Run, cli_dir: Path) -> None:

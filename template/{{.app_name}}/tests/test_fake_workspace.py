@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 
 import httpx
 import pytest
@@ -116,6 +117,21 @@ def test_workspace_client(fake_env: FakeWorkspace) -> None:
     me_request = fake_env.requests[1]
     assert me_request.path == "/api/2.0/preview/scim/v2/Me"
     assert me_request.headers["authorization"] == f"Bearer {DEFAULT_TOKEN}"
+
+
+def test_me_answers_as_a_service_principal(fake_env: FakeWorkspace) -> None:
+    from databricks.sdk import WorkspaceClient
+
+    client = WorkspaceClient()
+    fake_env.configure(identity="service_principal")
+    me = client.current_user.me()
+    # A service principal's userName is its application id (a UUID): the CLI's test for one.
+    assert me.user_name is not None and str(uuid.UUID(me.user_name)) == me.user_name
+    assert me.display_name == "github-deploy"
+    fake_env.configure(identity="user")
+    assert client.current_user.me().user_name == "tester@example.com"
+    with pytest.raises(ValueError, match="identity must be one of"):
+        fake_env.configure(identity="robot")
 
 
 def test_workspace_client_with_bad_token(fake_env: FakeWorkspace) -> None:

@@ -95,6 +95,17 @@ def test_commit_from_the_bundle_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     assert tracing.git_commit() == "abcdef0123456789"
 
 
+@pytest.mark.parametrize("value", ["", "  ", "none", "${bundle.git.commit}", "main"])
+def test_a_value_that_is_not_a_commit_is_unset(
+    no_commit_env: None, value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # databricks.yml's default when no commit was passed is "none"; nothing but a hash counts.
+    monkeypatch.setenv("AGENT_GIT_COMMIT", value)
+    monkeypatch.setattr(tracing, "PROJECT_ROOT", tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    assert tracing.git_commit() is None
+
+
 def test_no_git_binary_means_no_version(
     no_commit_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

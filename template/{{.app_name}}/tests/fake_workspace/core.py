@@ -27,6 +27,16 @@ FAKE_USER = {
     "displayName": "Tester",
     "active": True,
 }
+# SCIM `Me` of a service principal (e.g. CI signed in with GitHub OIDC): its userName is its
+# application id, which is how the Databricks CLI tells the two apart (a userName that parses as
+# a UUID; databricks/cli libs/iamutil/service_principal.go).
+FAKE_SERVICE_PRINCIPAL = {
+    "id": "7373737373737373",
+    "userName": "6f0c9a52-3b1e-4d7a-9c55-2e8f41b7d0a3",
+    "displayName": "github-deploy",
+    "active": True,
+}
+IDENTITIES = {"user": FAKE_USER, "service_principal": FAKE_SERVICE_PRINCIPAL}
 FILLER_TOKEN = " lorem"
 ADMIN_PREFIX = "/__fake__/"
 
@@ -96,6 +106,8 @@ class Settings:
     # each credential carries (lakebase_api.py).
     lakebase_host: str = ""
     lakebase_token: str = "lakebase-fake-credential"
+    # Who the token belongs to, as SCIM `Me` answers: "user" or "service_principal".
+    identity: str = "user"
 
     def updated(self, **changes: Any) -> Settings:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
@@ -112,6 +124,8 @@ class Settings:
             raise ValueError("tokens must be None or an int >= 0")
         if not isinstance(new.token_delay, int | float) or new.token_delay < 0:
             raise ValueError("token_delay must be a number >= 0")
+        if new.identity not in IDENTITIES:
+            raise ValueError(f"identity must be one of {sorted(IDENTITIES)}")
         return new
 
     def as_json(self) -> dict[str, Any]:

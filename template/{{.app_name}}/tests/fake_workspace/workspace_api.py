@@ -6,7 +6,7 @@ import hashlib
 
 from starlette.responses import JSONResponse, Response
 
-from .core import FAKE_USER, WORKSPACE_ID, Call, endpoint_exists, no_such_endpoint, route
+from .core import IDENTITIES, WORKSPACE_ID, Call, endpoint_exists, no_such_endpoint, route
 from .serving_api import configured_endpoint
 
 
@@ -20,7 +20,7 @@ async def host_metadata(call: Call) -> Response:
 
 @route("GET", "/api/2.0/preview/scim/v2/Me")
 async def current_user(call: Call) -> Response:
-    return JSONResponse(FAKE_USER)
+    return JSONResponse(IDENTITIES[call.settings.identity])
 
 
 @route("GET", "/api/2.0/serving-endpoints/{name}")
