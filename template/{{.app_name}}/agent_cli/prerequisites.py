@@ -3,12 +3,14 @@
 uv runs everything (`uv run ...`). The Databricks CLI logs in (`databricks auth login`) and
 deploys (`databricks bundle ...`); local runs work without it once a profile exists.
 
-Minimum CLI version: v0.285.0, the template's own `min_databricks_cli_version` (the version
-`databricks bundle init` already required to generate this project). The bundle features
-databricks.yml and `uv run deploy` use are older: apps as bundle resources with inline
-`config` (databricks/cli#1928, Nov 2024), `bundle deployment bind` for apps (#1946, Nov 2024),
-and `bundle run` retrying an app deployment that collides with one in progress (#2153, Jan
-2025). So the version that generated the project also deploys it.
+Minimum CLI version: v0.298.0, the template's own `min_databricks_cli_version` (the version
+`databricks bundle init` already required to generate this project). It is the first release
+whose bundles know the `app` app resource with `name` and `permission` (sub-agents that are
+apps; databricks/cli#4984), and it has the rest databricks.yml and `uv run deploy` use: apps as
+bundle resources with inline `config` (databricks/cli#1928), `bundle deployment bind` for apps
+(#1946), `bundle run` retrying an app deployment that collides with one in progress (#2153),
+and the deployer added to every permission list as user or service principal (#3904). So the
+version that generated the project also deploys it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-MIN_DATABRICKS_CLI_VERSION = (0, 285, 0)
+MIN_DATABRICKS_CLI_VERSION = (0, 298, 0)
 VERSION_TIMEOUT_SECONDS = 15
 
 UV_INSTALL_HINT = "install uv: curl -LsSf https://astral.sh/uv/install.sh | sh"

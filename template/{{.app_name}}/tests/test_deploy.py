@@ -15,6 +15,7 @@ import pytest
 
 from agent_cli import deploy as deploy_module
 from agent_cli.deploy import main
+from agent_cli.prerequisites import MIN_DATABRICKS_CLI_VERSION, version_text
 from agent_cli.project import APP_NAME, BUNDLE_KEY, PROJECT_ROOT
 from tests.cli_support import SCRIPTS_DIR, cli_env, output, run_in_process, write_executable
 
@@ -78,7 +79,7 @@ def fail(key):
 
 
 if args == ["--version"]:
-    print("Databricks CLI v" + os.environ.get("FAKE_DATABRICKS_VERSION", "0.290.0"))
+    print("Databricks CLI v" + os.environ.get("FAKE_DATABRICKS_VERSION", "0.298.0"))
 elif args[:2] == ["bundle", "validate"]:
     print("Name: my-agent\\nTarget: " + args[args.index("-t") + 1] + "\\n\\nValidation OK!")
 elif args[:2] == ["bundle", "deploy"]:
@@ -273,7 +274,8 @@ def test_change_needing_approval(deploy: Run, cli_dir: Path) -> None:
 def test_missing_or_old_cli(deploy: Run, tmp_path: Path, cli_dir: Path) -> None:
     old = deploy(FAKE_DATABRICKS_VERSION="0.250.0")
     assert old.returncode == 1
-    assert "is v0.250.0; this project needs v0.285.0 or later" in old.stderr
+    needs = f"needs {version_text(MIN_DATABRICKS_CLI_VERSION)} or later"
+    assert f"is v0.250.0; this project {needs}" in old.stderr
     assert commands(cli_dir) == []  # nothing run with a CLI that is too old
 
     (tmp_path / "bin" / "databricks").unlink()

@@ -12,6 +12,7 @@ import pytest
 
 from agent_cli.env_file import EnvFile
 from agent_cli.local_server import free_port
+from agent_cli.prerequisites import MIN_DATABRICKS_CLI_VERSION, version_text
 from agent_cli.project import APP_NAME, DEFAULT_SERVING_ENDPOINT, ENV_EXAMPLE_FILE
 from agent_cli.quickstart import main
 from tests.cli_support import (
@@ -333,11 +334,12 @@ def test_tools_are_checked(quickstart: Run, home: Path) -> None:
     write_executable(home / "bin" / "databricks", 'print("Databricks CLI v0.250.0")\n')
     result = quickstart("--profile", "DEFAULT", "--yes")
     assert result.returncode == 0, output(result)  # an old CLI only matters for deploy
-    assert "is v0.250.0; this project needs v0.285.0 or later" in result.stdout
+    needs = f"needs {version_text(MIN_DATABRICKS_CLI_VERSION)} or later"
+    assert f"is v0.250.0; this project {needs}" in result.stdout
 
-    write_executable(home / "bin" / "databricks", 'print("Databricks CLI v0.290.1")\n')
+    write_executable(home / "bin" / "databricks", 'print("Databricks CLI v0.298.1")\n')
     result = quickstart("--yes")
-    assert "ok    Databricks CLI v0.290.1" in result.stdout
+    assert "ok    Databricks CLI v0.298.1" in result.stdout
 
     result = quickstart("--profile", "DEFAULT", UV="")  # and PATH holds no uv
     assert result.returncode == 1
