@@ -973,6 +973,43 @@ def test_subagents_become_distinct_app_resources(tmp_path: Path) -> None:
     }
 
 
+# An app resource's `name`: the Apps API answers 400 INVALID_PARAMETER_VALUE beyond 30
+# characters. library/resources.tmpl ("subagent_app_resources") names the sub-agents' resources
+# within it, and `uv run migrate` (agent_cli/migration/resources.py) uses the same limit.
+MAX_APP_RESOURCE_NAME = 30
+
+
+def test_long_subagent_names_fit_the_app_resource_name_limit(tmp_path: Path) -> None:
+    endpoint = "e" + "x" * 59  # the longest endpoint name the prompt takes
+    long_a = "research-agent-with-a-long-name-number-one"
+    long_b = "research-agent-with-a-long-name-number-two"
+    app = "apps/a" + "b" * 28 + "c"  # the longest app name
+    value = f"{endpoint}, {long_a}, {long_b}, {app}, short"
+    project = render_project(tmp_path, {"subagents": value})
+    names = list(subagent_resources(project))
+    assert len(names) == 5 and len(set(names)) == 5, names
+    for name in names:
+        assert len(name) <= MAX_APP_RESOURCE_NAME, f"{name!r} is {len(name)} characters"
+        assert re.fullmatch(r"[a-z0-9][a-z0-9-]*[a-z0-9]", name), name
+    assert names[-1] == "subagent-short"  # names that fit stay as they were
+
+
+def test_migration_uses_the_templates_app_resource_name_limit() -> None:
+    define = (REPO_ROOT / "library" / "resources.tmpl").read_text(encoding="utf-8")
+    match = re.search(r"\$max_resource_name := (\d+)", define)
+    assert match, "library/resources.tmpl does not define $max_resource_name"
+    assert int(match[1]) == MAX_APP_RESOURCE_NAME
+    migration = PROJECT_TEMPLATE_DIR / "agent_cli" / "migration" / "resources.py"
+    tree = ast.parse(migration.read_text(encoding="utf-8"))
+    (limit,) = [
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and any(getattr(t, "id", None) == "MAX_RESOURCE_NAME" for t in node.targets)
+    ]
+    assert limit == MAX_APP_RESOURCE_NAME
+
+
 @pytest.mark.parametrize(
     ("value", "entry"),
     [("my-agent, my-agent", "my-agent"), ("app-xy, apps/xy", "apps/xy"), ("a-b, A_B", "A_B")],

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SUPPORTED_API_VERSION = "1"
-# App resource names: at most 30 letters, digits, hyphens and underscores.
+# App resource names: at most 30 letters, digits, hyphens and underscores (the Apps API answers
+# 400 INVALID_PARAMETER_VALUE beyond 30 characters; databricks.yml's own names keep to it too).
 MAX_RESOURCE_NAME = 30
 # Names the template's own app resources use.
 RESERVED_NAMES = frozenset({"experiment", "serving-endpoint"})
