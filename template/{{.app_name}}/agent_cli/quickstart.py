@@ -30,7 +30,7 @@ from agent_cli import console, experiment, options, prerequisites
 from agent_cli.console import CliError
 from agent_cli.env_file import EnvFile
 from agent_cli.experiment import Experiment
-from agent_cli.project import APP_NAME, DEFAULT_SERVING_ENDPOINT, ENV_EXAMPLE_FILE
+from agent_cli.project import APP_NAME, DEFAULT_SERVING_ENDPOINT, ENV_EXAMPLE_FILE, GENIE_SPACE_ID
 from agent_cli.workspace_auth import (
     DEFAULT_TIMEOUT_SECONDS,
     Auth,
@@ -200,6 +200,38 @@ def check_endpoint(workspace: Workspace, name: str, timeout: float) -> str | Non
     return None
 
 
+def check_genie_space(workspace: Workspace, space_id: str, timeout: float) -> str | None:
+    """Report the Genie space and the SQL warehouse it runs on; returns the problem when the
+    space does not exist. The app resource `genie_space` grants the app's service principal
+    CAN_RUN on the space only: Genie answers with the space's warehouse and reads its tables
+    as the caller, so the service principal also needs CAN_USE on that warehouse and SELECT on
+    the tables, which only their owners or an admin can see and grant."""
+    console.heading("Genie space")
+    try:
+        space = workspace.client.genie.get_space(space_id)
+    except NotFound:
+        problem = f"the Genie space {space_id} does not exist in {workspace.host}"
+        console.failed(problem)
+        return problem
+    except PermissionDenied as exc:
+        console.warn(f"cannot read the Genie space {space_id} ({exc}); not checked")
+        return None
+    except OSError as exc:  # another API error, or no answer in time
+        raise unreachable(Auth(host=workspace.host), workspace.host, timeout, exc) from None
+    title = f" ({space.title})" if space.title else ""
+    console.ok(f"Genie space {space_id}{title}")
+    if space.warehouse_id:
+        console.ok(f"it runs on SQL warehouse {space.warehouse_id}")
+        warehouse = f"CAN_USE on SQL warehouse {space.warehouse_id}"
+    else:
+        warehouse = "CAN_USE on the space's SQL warehouse"
+    console.say(
+        f"  the app's service principal needs {warehouse} and SELECT on the space's tables "
+        "(grant them once; README.md, 'Workspace resources')"
+    )
+    return None
+
+
 # --- 4. MLflow experiment --------------------------------------------------------------------
 
 
@@ -314,6 +346,8 @@ def run(args: argparse.Namespace) -> int:
     current_endpoint = env.get(ENDPOINT_KEY) if env.exists and not args.overwrite else None
     endpoint = args.serving_endpoint or current_endpoint or DEFAULT_SERVING_ENDPOINT
     endpoint_problem = check_endpoint(workspace, endpoint, args.timeout)
+    genie_space = env.get("GENIE_SPACE_ID") or GENIE_SPACE_ID
+    genie_problem = check_genie_space(workspace, genie_space, args.timeout) if genie_space else None
 
     overwrite = "--overwrite" if args.overwrite else None
     keep_experiment_id = not (workspace_event or overwrite or args.experiment)
@@ -386,6 +420,12 @@ def run(args: argparse.Namespace) -> int:
             hint="list the endpoints with `databricks serving-endpoints list`, then run "
             "`uv run quickstart --serving-endpoint NAME` (deploy it with "
             "`uv run deploy --var serving_endpoint=NAME`)",
+        )
+    if genie_problem:
+        raise CliError(
+            genie_problem,
+            hint="list the spaces with `databricks genie list-spaces`, then set GENIE_SPACE_ID "
+            "in .env and the genie_space resource in databricks.yml",
         )
     return console.EXIT_OK
 

@@ -10,6 +10,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
+from agent_cli import quickstart as quickstart_module
 from agent_cli.env_file import EnvFile
 from agent_cli.local_server import free_port
 from agent_cli.prerequisites import MIN_DATABRICKS_CLI_VERSION, version_text
@@ -328,6 +329,29 @@ def test_missing_serving_endpoint_is_reported(
     fixed = quickstart("--serving-endpoint", "some-other-endpoint", "--yes")
     assert fixed.returncode == 0, output(fixed)
     assert "uv run deploy --var serving_endpoint=some-other-endpoint" in fixed.stdout
+
+
+GENIE_SPACE = "01ef0123456789abcdef0123456789ab"
+
+
+def test_genie_space_and_its_warehouse_are_reported(
+    quickstart: Run, home: Path, fake: FakeWorkspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(quickstart_module, "GENIE_SPACE_ID", GENIE_SPACE)
+    result = quickstart("--profile", "DEFAULT", "--yes")
+    assert result.returncode == 0, output(result)
+    assert f"Genie space {GENIE_SPACE}" in result.stdout
+    warehouse = fake.settings.genie_warehouse_id
+    assert f"SQL warehouse {warehouse}" in result.stdout
+    # What only an admin can check: the grants the app's service principal needs.
+    assert f"CAN_USE on SQL warehouse {warehouse}" in result.stdout
+    assert "SELECT on the space's tables" in result.stdout
+    assert ("GET", f"/api/2.0/genie/spaces/{GENIE_SPACE}") in api_calls(fake)
+
+    fake.configure(genie_spaces_missing=[GENIE_SPACE])
+    missing = quickstart("--yes")
+    assert missing.returncode == 1
+    assert f"the Genie space {GENIE_SPACE} does not exist in {fake.url}" in missing.stderr
 
 
 def test_tools_are_checked(quickstart: Run, home: Path) -> None:

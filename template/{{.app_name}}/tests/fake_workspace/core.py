@@ -106,6 +106,10 @@ class Settings:
     # each credential carries (lakebase_api.py).
     lakebase_host: str = ""
     lakebase_token: str = "lakebase-fake-credential"
+    # Genie spaces (GET /api/2.0/genie/spaces/{id}): every id exists, on this SQL warehouse,
+    # except these.
+    genie_warehouse_id: str = "a1b2c3d4e5f60718"
+    genie_spaces_missing: tuple[str, ...] = ()
     # Who the token belongs to, as SCIM `Me` answers: "user" or "service_principal".
     identity: str = "user"
 
@@ -115,6 +119,8 @@ class Settings:
             raise ValueError(f"unknown settings: {sorted(unknown)}")
         if changes.get("endpoints") is not None:
             changes["endpoints"] = frozenset(changes["endpoints"])
+        if "genie_spaces_missing" in changes:
+            changes["genie_spaces_missing"] = tuple(changes["genie_spaces_missing"])
         if "faults" in changes:
             from .faults import parse_faults  # faults imports this module
 

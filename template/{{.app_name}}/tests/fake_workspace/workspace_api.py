@@ -6,7 +6,7 @@ import hashlib
 
 from starlette.responses import JSONResponse, Response
 
-from .core import IDENTITIES, WORKSPACE_ID, Call, endpoint_exists, no_such_endpoint, route
+from .core import IDENTITIES, WORKSPACE_ID, Call, endpoint_exists, error, no_such_endpoint, route
 from .serving_api import configured_endpoint
 
 
@@ -21,6 +21,21 @@ async def host_metadata(call: Call) -> Response:
 @route("GET", "/api/2.0/preview/scim/v2/Me")
 async def current_user(call: Call) -> Response:
     return JSONResponse(IDENTITIES[call.settings.identity])
+
+
+@route("GET", "/api/2.0/genie/spaces/{space_id}")
+async def get_genie_space(call: Call) -> Response:
+    # databricks-sdk's GenieAPI.get_space reads this as a GenieSpace.
+    space_id = call.params["space_id"]
+    if space_id in call.settings.genie_spaces_missing:
+        return error(404, "RESOURCE_DOES_NOT_EXIST", f"Genie space {space_id} does not exist.")
+    return JSONResponse(
+        {
+            "space_id": space_id,
+            "title": f"Space {space_id[:8]}",
+            "warehouse_id": call.settings.genie_warehouse_id,
+        }
+    )
 
 
 @route("GET", "/api/2.0/serving-endpoints/{name}")
