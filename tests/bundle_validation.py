@@ -529,9 +529,10 @@ def deploy_errors(
 ) -> list[str]:
     """What `databricks bundle deploy -t <target>` run by `identity` would reject or get wrong.
 
-    `git`: whether the project is a git checkout (a fresh `bundle init` is not; without one
-    `${bundle.git.*}` has no value: bundle/config/mutator/load_git_details.go only warns).
-    """
+    `git`: whether the project is a git checkout (a fresh `bundle init` is not). Without one
+    bundle/config/mutator/load_git_details.go only warns and leaves bundle.git.commit "", which
+    libs/dyn/convert/from_typed.go leaves out of the configuration (a zero value with no
+    reference), so `${bundle.git.commit}` fails with "reference does not exist"."""
     problems: list[str] = []
     targets = document.get("targets") or {}
     if target not in targets:

@@ -14,7 +14,12 @@ from agent_cli import quickstart as quickstart_module
 from agent_cli.env_file import EnvFile
 from agent_cli.local_server import free_port
 from agent_cli.prerequisites import MIN_DATABRICKS_CLI_VERSION, version_text
-from agent_cli.project import APP_NAME, DEFAULT_SERVING_ENDPOINT, ENV_EXAMPLE_FILE
+from agent_cli.project import (
+    APP_NAME,
+    DEFAULT_SERVING_ENDPOINT,
+    ENV_EXAMPLE_FILE,
+    GENIE_SPACE_ID,
+)
 from agent_cli.quickstart import main
 from tests.cli_support import (
     CLI_TIMEOUT_SECONDS,
@@ -83,6 +88,10 @@ def env_values(home: Path) -> dict[str, str | None]:
     return {key: env.get(key) for key in keys}
 
 
+# The Genie space chosen at init, when there is one, is checked right after the endpoint.
+GENIE_CALLS = [("GET", f"/api/2.0/genie/spaces/{GENIE_SPACE_ID}")] if GENIE_SPACE_ID else []
+
+
 def api_calls(fake: FakeWorkspace) -> list[tuple[str, str]]:
     """The API calls the fake received, without the host metadata probe of newer SDKs
     (`GET /.well-known/databricks-config`, sent while the client is built)."""
@@ -136,6 +145,7 @@ def test_first_run_creates_the_experiment_and_writes_env(home: Path, fake: FakeW
     assert calls == [
         ("GET", "/api/2.0/preview/scim/v2/Me"),
         ("GET", f"/api/2.0/serving-endpoints/{DEFAULT_SERVING_ENDPOINT}"),
+        *GENIE_CALLS,
         ("GET", "/api/2.0/mlflow/experiments/get-by-name"),
         ("POST", "/api/2.0/mlflow/experiments/create"),
     ]
@@ -162,6 +172,7 @@ def test_rerun_changes_nothing(quickstart: Run, home: Path, fake: FakeWorkspace)
     assert api_calls(fake) == [
         ("GET", "/api/2.0/preview/scim/v2/Me"),
         ("GET", f"/api/2.0/serving-endpoints/{DEFAULT_SERVING_ENDPOINT}"),
+        *GENIE_CALLS,
         ("GET", "/api/2.0/mlflow/experiments/get"),
     ]
 
@@ -331,27 +342,26 @@ def test_missing_serving_endpoint_is_reported(
     assert "uv run deploy --var serving_endpoint=some-other-endpoint" in fixed.stdout
 
 
-GENIE_SPACE = "01ef0123456789abcdef0123456789ab"
-
-
 def test_genie_space_and_its_warehouse_are_reported(
     quickstart: Run, home: Path, fake: FakeWorkspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(quickstart_module, "GENIE_SPACE_ID", GENIE_SPACE)
+    # The project's own space when it has one (also in .env.example), else one for the test.
+    space = GENIE_SPACE_ID or "01ef0123456789abcdef0123456789ab"
+    monkeypatch.setattr(quickstart_module, "GENIE_SPACE_ID", space)
     result = quickstart("--profile", "DEFAULT", "--yes")
     assert result.returncode == 0, output(result)
-    assert f"Genie space {GENIE_SPACE}" in result.stdout
+    assert f"Genie space {space}" in result.stdout
     warehouse = fake.settings.genie_warehouse_id
     assert f"SQL warehouse {warehouse}" in result.stdout
     # What only an admin can check: the grants the app's service principal needs.
     assert f"CAN_USE on SQL warehouse {warehouse}" in result.stdout
     assert "SELECT on the space's tables" in result.stdout
-    assert ("GET", f"/api/2.0/genie/spaces/{GENIE_SPACE}") in api_calls(fake)
+    assert ("GET", f"/api/2.0/genie/spaces/{space}") in api_calls(fake)
 
-    fake.configure(genie_spaces_missing=[GENIE_SPACE])
+    fake.configure(genie_spaces_missing=[space])
     missing = quickstart("--yes")
     assert missing.returncode == 1
-    assert f"the Genie space {GENIE_SPACE} does not exist in {fake.url}" in missing.stderr
+    assert f"the Genie space {space} does not exist in {fake.url}" in missing.stderr
 
 
 def test_tools_are_checked(quickstart: Run, home: Path) -> None:
