@@ -96,6 +96,9 @@ class Settings:
     # each credential carries (lakebase_api.py).
     lakebase_host: str = ""
     lakebase_token: str = "lakebase-fake-credential"
+    # The identity the credentials authenticate (GET .../scim/v2/Me): a user's email, or an
+    # app's service principal (its client id), the Postgres role databricks-langchain uses.
+    user_name: str = FAKE_USER["userName"]
 
     def updated(self, **changes: Any) -> Settings:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}

@@ -20,7 +20,7 @@ async def host_metadata(call: Call) -> Response:
 
 @route("GET", "/api/2.0/preview/scim/v2/Me")
 async def current_user(call: Call) -> Response:
-    return JSONResponse(FAKE_USER)
+    return JSONResponse({**FAKE_USER, "userName": call.settings.user_name})
 
 
 @route("GET", "/api/2.0/serving-endpoints/{name}")
