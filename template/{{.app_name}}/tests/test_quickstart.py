@@ -10,10 +10,10 @@ from urllib.parse import parse_qs
 
 import pytest
 
+from agent_cli import quickstart as quickstart_module
 from agent_cli.env_file import EnvFile
 from agent_cli.local_server import free_port
 from agent_cli.project import APP_NAME, DEFAULT_SERVING_ENDPOINT, ENV_EXAMPLE_FILE
-from agent_cli import quickstart as quickstart_module
 from agent_cli.quickstart import local_memory_schema, main
 from tests.cli_support import (
     CLI_TIMEOUT_SECONDS,
