@@ -41,6 +41,7 @@ OPTIONAL_TEXT_SAMPLES: dict[str, str] = {
     "secret_scope": "agent-secrets",
     "secret_key": "weather_api_key",
     "lakebase_instance": "agent-memory",
+    "lakebase_project": "agent-memory",
 }
 
 RENDER_TIMEOUT_S = 300
@@ -134,7 +135,10 @@ def combination_matrix(schema: Mapping[str, Any] | None = None) -> list[dict[str
 
 
 def skip_condition_holds(condition: Mapping[str, Any], config: Mapping[str, Any]) -> bool:
-    """Whether a `skip_prompt_if` of `properties: {name: {const: value}}` matches `config`."""
+    """Whether a `skip_prompt_if` of `properties: {name: {const: value}}`, or an `anyOf` of
+    such conditions, matches `config`."""
+    if "anyOf" in condition:
+        return any(skip_condition_holds(option, config) for option in condition["anyOf"])
     return all(config.get(name) == rule["const"] for name, rule in condition["properties"].items())
 
 

@@ -108,11 +108,35 @@ BAD_INPUTS = [
         "memory",
         'with openai-agents it must be "none"',
     ),
+    pattern_case("lakebase_project-uppercase", "lakebase_project", "Agent-Memory"),
+    pattern_case("lakebase_project-path", "lakebase_project", "projects/agent-memory"),
+    pattern_case("lakebase_branch-underscore", "lakebase_branch", "my_branch"),
+    BadInput(
+        "lakebase_kind-not-in-enum",
+        {"memory": "short-term", "lakebase_kind": "serverless"},
+        "lakebase_kind",
+        enum_rule("lakebase_kind"),
+    ),
     BadInput(
         "memory-without-lakebase_instance",
-        {"memory": "short-term"},
+        {"memory": "short-term", "lakebase_kind": "provisioned"},
         "lakebase_instance",
-        'lakebase_instance is required when memory is "short-term"',
+        'lakebase_instance is required when memory is "short-term" and lakebase_kind is '
+        '"provisioned"',
+    ),
+    BadInput(
+        "memory-without-lakebase_project",
+        {"memory": "short-and-long-term"},
+        "lakebase_project",
+        'lakebase_project is required when memory is "short-and-long-term" and lakebase_kind '
+        'is "autoscaling"',
+    ),
+    BadInput(
+        "memory-without-lakebase_branch",
+        {"memory": "short-term", "lakebase_project": "agent-memory", "lakebase_branch": ""},
+        "lakebase_branch",
+        'lakebase_branch is required when memory is "short-term" and lakebase_kind is '
+        '"autoscaling"',
     ),
     BadInput(
         "secret_scope-without-secret_key",

@@ -158,6 +158,7 @@ RESOURCE_PROMPTS = [
     "secret_scope",
     "secret_key",
     "lakebase_instance",
+    "lakebase_project",
 ]
 ALL_RESOURCES = {
     "agent_framework": "langgraph",
@@ -168,11 +169,13 @@ RESOURCE_BOOTS = {
         **ALL_RESOURCES,
         "async": "yes",
         "memory": "short-and-long-term",
+        "lakebase_kind": "autoscaling",
     },
     "all-tools-short-term-memory-sync": {
         **ALL_RESOURCES,
         "async": "no",
         "memory": "short-term",
+        "lakebase_kind": "provisioned",
         "uc_function_schema": "main.agent_tools.lookup_order",
     },
 }

@@ -437,6 +437,30 @@ def test_app_resources(rendered: RenderedCombination) -> None:
         if source is not None:
             assert source in declared, f"{entry['name']} reads undeclared app resource {source!r}"
 
+    # The memory's Lakebase follows lakebase_kind: a `postgres` resource on the Autoscaling
+    # branch, whose endpoint the app reads, or a provisioned instance's `database` resource.
+    config = rendered.config
+    lakebase = resources.get("lakebase")
+    assert (lakebase is not None) == (config["memory"] != "none")
+    if lakebase is not None:
+        (entry,) = [r for r in reference if r["name"] == "lakebase"]
+        env = {e["name"]: e for e in bundle_env}
+        if config["lakebase_kind"] == "autoscaling":
+            branch_id = config.get("lakebase_branch", PROPERTIES["lakebase_branch"]["default"])
+            branch = f"projects/{config['lakebase_project']}/branches/{branch_id}"
+            assert entry["postgres"] == {
+                "branch": branch,
+                "database": f"{branch}/databases/databricks-postgres",
+                "permission": "CAN_CONNECT_AND_CREATE",
+            }
+            assert env["LAKEBASE_ENDPOINT"].get("value_from") == "lakebase"
+            assert "LAKEBASE_INSTANCE" not in env
+        else:
+            assert entry["database"]["instance_name"] == config["lakebase_instance"]
+            assert entry["database"]["permission"] == "CAN_CONNECT_AND_CREATE"
+            assert env["LAKEBASE_INSTANCE"]["value"] == config["lakebase_instance"]
+            assert "LAKEBASE_ENDPOINT" not in env
+
 
 def fake_identities(case: RenderedCombination) -> dict[str, bv.Identity]:
     """The SCIM `Me` answers of the project's fake workspace: a person and a service principal

@@ -9,7 +9,8 @@
 3. Checks that the serving endpoint exists.
 4. Finds or creates the MLflow experiment for local runs, `/Users/<you>/<app>-local`.
 5. Updates .env in place (created from .env.example): DATABRICKS_CONFIG_PROFILE (or
-   DATABRICKS_HOST), MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_ID and SERVING_ENDPOINT. A value
+   DATABRICKS_HOST), MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_ID and SERVING_ENDPOINT, and for an
+   agent with memory on Lakebase, LAKEBASE_SCHEMA: the schema of your local runs' memory. A value
    you changed is kept unless a flag says otherwise (`--overwrite`, or the flag for that
    value); values tied to the workspace follow a `--profile`/`--host` that switches it.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import dataclass
 
 from databricks.sdk import WorkspaceClient
@@ -30,7 +32,14 @@ from agent_cli import console, experiment, options, prerequisites
 from agent_cli.console import CliError
 from agent_cli.env_file import EnvFile
 from agent_cli.experiment import Experiment
-from agent_cli.project import APP_NAME, DEFAULT_SERVING_ENDPOINT, ENV_EXAMPLE_FILE, GENIE_SPACE_ID
+from agent_cli.project import (
+    APP_NAME,
+    BUNDLE_KEY,
+    DEFAULT_SERVING_ENDPOINT,
+    ENV_EXAMPLE_FILE,
+    GENIE_SPACE_ID,
+    LAKEBASE_MEMORY,
+)
 from agent_cli.workspace_auth import (
     DEFAULT_TIMEOUT_SECONDS,
     Auth,
@@ -46,6 +55,7 @@ HOST_KEY = "DATABRICKS_HOST"
 TRACKING_KEY = "MLFLOW_TRACKING_URI"
 EXPERIMENT_KEY = "MLFLOW_EXPERIMENT_ID"
 ENDPOINT_KEY = "SERVING_ENDPOINT"
+SCHEMA_KEY = "LAKEBASE_SCHEMA"
 PROFILE_PROMPT_ATTEMPTS = 3
 
 
@@ -326,6 +336,17 @@ def previous_auth(env: EnvFile) -> Auth | None:
     return None
 
 
+def local_memory_schema(user_name: str) -> str:
+    """The schema of your local runs' memory on Lakebase: local_<bundle key>_<you>.
+
+    Every identity keeps the memory in a schema it creates and owns (agent_server/memory.py):
+    the app's role may only connect and create schemas, and only a table's owner may migrate
+    it. So no grant is needed, and developers sharing a Lakebase database do not collide.
+    """
+    name = f"local_{BUNDLE_KEY}_{user_name.split('@')[0]}".lower()
+    return re.sub(r"[^a-z0-9_]", "_", name)[:63]  # a plain PostgreSQL identifier
+
+
 # --- The command -----------------------------------------------------------------------------
 
 
@@ -375,6 +396,9 @@ def run(args: argparse.Namespace) -> int:
             fresh or overwrite or ("--serving-endpoint" if args.serving_endpoint else None),
         ),
     ]
+    if LAKEBASE_MEMORY:
+        schema = local_memory_schema(workspace.user_name)
+        updates.append(Update(SCHEMA_KEY, schema, workspace_event or overwrite))
 
     console.heading(f"Settings ({env.path})")
     actions = {}

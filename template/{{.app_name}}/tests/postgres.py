@@ -10,6 +10,13 @@ Why a socket: databricks-langchain connects to `host=<instance read_write_dns> p
 sslmode=require`. The fake workspace answers the instance lookup with the socket directory as
 the host, libpq then connects to `<dir>/.s.PGSQL.5432` (SSL does not apply to sockets), and
 every cluster of every test run has a directory of its own.
+
+Roles: like a Lakebase database, DATABASE belongs to an administrator (here the superuser
+`postgres`), not to the roles that use it. Each role the tests name gets LOGIN and exactly
+what an app's `database`/`postgres` resource with CAN_CONNECT_AND_CREATE grants its service
+principal's role: CONNECT and CREATE on the database ("Add a Lakebase resource to a Databricks
+app", docs.databricks.com/dev-tools/databricks-apps/lakebase). Nothing on the schema `public`:
+since PostgreSQL 15 only its owner may create objects there.
 """
 
 import contextlib
@@ -19,7 +26,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,12 +60,21 @@ class Postgres:
             connect_timeout=10,
         )
 
-    def tables(self) -> set[str]:
+    def tables(self, schema: str) -> dict[str, str]:
+        """The tables of `schema`, with their owners."""
         with self.connect() as conn:
             rows = conn.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+                "SELECT tablename, tableowner FROM pg_tables WHERE schemaname = %s", (schema,)
             ).fetchall()
-        return {row[0] for row in rows}
+        return {row[0]: row[1] for row in rows}
+
+    def schema_owner(self, schema: str) -> str | None:
+        with self.connect() as conn:
+            row = conn.execute(
+                "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = %s",
+                (schema,),
+            ).fetchone()
+        return row[0] if row else None
 
 
 def server_programs() -> Path:
@@ -76,8 +92,9 @@ def server_programs() -> Path:
 
 
 @contextlib.contextmanager
-def running_postgres(user: str, password: str) -> Iterator[Postgres]:
-    """A new cluster in which `user` (password `password`) owns the database DATABASE."""
+def running_postgres(users: Sequence[str], password: str) -> Iterator[Postgres]:
+    """A new cluster in which each of `users` (password `password`) may connect to DATABASE
+    and create schemas in it, and nothing more."""
     programs = server_programs()
     root = Path(tempfile.mkdtemp(prefix="agent-pg-"))
     data = root / "data"
@@ -137,16 +154,18 @@ def running_postgres(user: str, password: str) -> Iterator[Postgres]:
         started = True
         server = Postgres(str(root), superuser_password)
         with server.connect("postgres") as conn:
-            conn.execute(
-                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                    sql.Identifier(user), sql.Literal(password)
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+            for user in users:
+                conn.execute(
+                    sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                        sql.Identifier(user), sql.Literal(password)
+                    )
                 )
-            )
-            conn.execute(
-                sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                    sql.Identifier(DATABASE), sql.Identifier(user)
+                conn.execute(
+                    sql.SQL("GRANT CONNECT, CREATE ON DATABASE {} TO {}").format(
+                        sql.Identifier(DATABASE), sql.Identifier(user)
+                    )
                 )
-            )
         yield server
     finally:
         if started:

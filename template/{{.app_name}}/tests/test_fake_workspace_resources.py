@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 from databricks.sdk import WorkspaceClient
-from databricks.sdk.errors import NotFound
+from databricks.sdk.errors import DatabricksError, NotFound
 from mcp import ClientSession
 from mcp.client.streamable_http import streamablehttp_client
 
@@ -104,3 +104,24 @@ def test_lakebase_instance_and_credentials(fake_env: FakeWorkspace) -> None:
     )
     assert credential.token == "pg-password"
     assert credential.expiration_time
+
+
+def test_lakebase_autoscaling_endpoints_and_credentials(fake_env: FakeWorkspace) -> None:
+    """The calls databricks-ai-bridge's pools make for a project's branch, through the SDK."""
+    client = WorkspaceClient()
+    branch = "projects/agent-memory/branches/production"
+    with pytest.raises(NotFound):
+        list(client.postgres.list_endpoints(parent=branch))
+    fake_env.configure(lakebase_host="/tmp/pg-socket", lakebase_token="pg-password")
+    [endpoint] = client.postgres.list_endpoints(parent=branch)
+    assert endpoint.name == f"{branch}/endpoints/primary"
+    assert endpoint.status.endpoint_type.value == "ENDPOINT_TYPE_READ_WRITE"
+    assert endpoint.status.hosts.host == "/tmp/pg-socket"
+    assert client.postgres.get_endpoint(endpoint.name).name == endpoint.name
+    with pytest.raises(NotFound):
+        client.postgres.get_endpoint(f"{branch}/endpoints/other")
+    credential = client.postgres.generate_database_credential(endpoint=endpoint.name)
+    assert credential.token == "pg-password"
+    with pytest.raises(DatabricksError) as bad:
+        client.postgres.generate_database_credential(endpoint="agent-memory")
+    assert bad.value.error_code == "INVALID_PARAMETER_VALUE"

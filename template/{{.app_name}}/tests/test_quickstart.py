@@ -20,7 +20,7 @@ from agent_cli.project import (
     ENV_EXAMPLE_FILE,
     GENIE_SPACE_ID,
 )
-from agent_cli.quickstart import main
+from agent_cli.quickstart import local_memory_schema, main
 from tests.cli_support import (
     CLI_TIMEOUT_SECONDS,
     SCRIPTS_DIR,
@@ -406,3 +406,26 @@ def test_on_a_terminal_it_asks_for_the_profile(home: Path, fake: FakeWorkspace) 
     assert "Proceed: create the MLflow experiment and write .env? [Y/n]" in stdout
     assert env_values(home)["DATABRICKS_CONFIG_PROFILE"] == "DEFAULT"
     assert len(experiments(fake).all()) == 1
+
+
+def test_local_memory_schema_is_a_plain_identifier_of_the_user() -> None:
+    schema = local_memory_schema("Ada.Lovelace+agents@example.com")
+    assert schema.startswith("local_") and schema.endswith("_ada_lovelace_agents")
+    assert len(local_memory_schema("x" * 100 + "@example.com")) == 63
+
+
+def test_an_agent_with_memory_gets_its_local_schema(
+    quickstart: Run, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Local runs keep their memory in a schema of the developer's (the app has its own)."""
+    monkeypatch.setattr(quickstart_module, "LAKEBASE_MEMORY", True)
+    result = quickstart("--profile", "DEFAULT", "--yes")
+    assert result.returncode == 0, output(result)
+    env = EnvFile.load(home / ".env")
+    assert env.get("LAKEBASE_SCHEMA") == local_memory_schema(USER)
+    # A schema you chose is kept.
+    env.set("LAKEBASE_SCHEMA", "my_schema")
+    env.save()
+    again = quickstart()
+    assert again.returncode == 0, output(again)
+    assert EnvFile.load(home / ".env").get("LAKEBASE_SCHEMA") == "my_schema"

@@ -112,6 +112,9 @@ class Settings:
     genie_spaces_missing: tuple[str, ...] = ()
     # Who the token belongs to, as SCIM `Me` answers: "user" or "service_principal".
     identity: str = "user"
+    # The userName SCIM `Me` answers instead of the identity's own (the Postgres role
+    # databricks-langchain then connects as); "" keeps the identity's.
+    user_name: str = ""
 
     def updated(self, **changes: Any) -> Settings:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}

@@ -20,7 +20,8 @@ async def host_metadata(call: Call) -> Response:
 
 @route("GET", "/api/2.0/preview/scim/v2/Me")
 async def current_user(call: Call) -> Response:
-    return JSONResponse(IDENTITIES[call.settings.identity])
+    me = IDENTITIES[call.settings.identity]
+    return JSONResponse({**me, "userName": call.settings.user_name or me["userName"]})
 
 
 @route("GET", "/api/2.0/genie/spaces/{space_id}")
