@@ -96,6 +96,10 @@ class Settings:
     # each credential carries (lakebase_api.py).
     lakebase_host: str = ""
     lakebase_token: str = "lakebase-fake-credential"
+    # The MLflow tracking store (traces_api.py): an HTTP error status every call under its
+    # prefixes answers (None: none), and seconds each such call waits before answering.
+    tracking_status: int | None = None
+    tracking_delay: float = 0.0
 
     def updated(self, **changes: Any) -> Settings:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
