@@ -32,11 +32,13 @@ from tests.support import output_text, read_sse, stream, user_request
 APP_NAME = "my-agent"
 TOOL_PROMPT = 'What time is it in Paris? Use get_current_time {"timezone": "Europe/Paris"}'
 TRACE_WAIT_SECONDS = 30
-# mlflow retries an export for up to 500 s by default; the server is given a short bound, so
-# that an export against a failing store gives up within the test.
-EXPORT_RETRY = {
+# mlflow retries an export for up to 500 s by default, and batches ended spans for up to 5 s
+# before exporting them; the server is given short bounds, so that an export against a failing
+# store gives up, and a trace lands, within the test.
+EXPORT_SETTINGS = {
     "MLFLOW_ASYNC_TRACE_LOGGING_RETRY_TIMEOUT": "3",
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_ASYNC_TRACE_LOGGING_MAX_INTERVAL_MILLIS": "500",
 }
 # A request answered by the fake LLM takes well under a second. While the tracking store fails
 # or is slow (each call STORE_DELAY_SECONDS), no request may take longer than this: none waits
@@ -64,7 +66,7 @@ def app_server(
         MLFLOW_EXPERIMENT_ID=experiment.experiment_id,
         DATABRICKS_APP_NAME=APP_NAME,
         AGENT_GIT_COMMIT=GIT_COMMIT,
-        **EXPORT_RETRY,
+        **EXPORT_SETTINGS,
     )
     with agent_process(env, tmp_path_factory.mktemp("databricks-tracing") / "server.log") as server:
         yield server
@@ -209,7 +211,7 @@ def test_requests_do_not_wait_for_a_failing_tracking_store(
     assert [status for status, _ in results] == [200] * 6, results
     assert max(seconds for _, seconds in results) < REQUEST_BOUND_SECONDS, results
 
-    # Every export gives up (EXPORT_RETRY); then the server has said so once, clearly.
+    # Every export gives up (EXPORT_SETTINGS); then the server has said so once, clearly.
     deadline = time.monotonic() + 30
     while _start_trace_attempts(workspace) - attempts_before < 6:
         assert time.monotonic() < deadline, "the traces were never sent to the store"
