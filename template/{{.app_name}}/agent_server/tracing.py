@@ -9,6 +9,10 @@ Traces are exported by mlflow on background threads. `flush_traces()` runs at se
 exit-time flush, and every trace still queued would be lost. The tracking store is outside the
 app, so both version tracking at start and the flush at shutdown are time-bounded.
 
+No request waits for the tracking store: the experiment is looked up once, at start (see
+`start_tracking`), and export runs in the background. A trace that cannot be exported is dropped
+with one warning, not one per request (see `ExportFailureFilter`).
+
 A local sqlite store is tuned for what it is, a file with one writer at a time (see
 `tune_local_store`): profiled under load, exporting traces to it was most of the server's CPU.
 """
@@ -61,7 +65,11 @@ def configure_tracing() -> bool:
     quiet_export_failures()
     _enabled = True
     experiment: list[object] = []
-    started = run_bounded(lambda: start_tracking(experiment), TRACKING_TIMEOUT_SECONDS)
+
+    def start() -> None:
+        start_tracking(experiment)
+
+    started = run_bounded(start, TRACKING_TIMEOUT_SECONDS)
     if not started:
         logger.warning(
             "Version tracking did not finish within %g s (AGENT_TRACKING_TIMEOUT_SECONDS): "
@@ -132,9 +140,10 @@ class ExportFailureFilter(logging.Filter):
     ones are counted and summed up at most every `interval` s (at DEBUG level they all show).
     """
 
-    def __init__(self, interval: float) -> None:
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self.interval = interval
+        self._clock = clock
         self._lock = threading.Lock()
         self._last_warning: float | None = None
         self._dropped = 0
@@ -143,7 +152,7 @@ class ExportFailureFilter(logging.Filter):
         if record.levelno < logging.WARNING:
             return True
         detail = record.getMessage()
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             first = self._last_warning is None
             if not first and now - self._last_warning < self.interval:
