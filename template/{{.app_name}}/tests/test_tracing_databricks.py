@@ -123,8 +123,14 @@ def test_a_request_lands_one_complete_trace(
     answer = output_text(response.json()["output"])
     trace_id = response.json()["metadata"]["trace_id"]
     trace = wait_for_stored_trace(workspace, trace_id)
-    time.sleep(0.5)  # a second trace of the same request would have been exported by now
+    time.sleep(1)  # a second trace of the same request would have been exported by now
     assert [t.trace_id for t in stored_traces(workspace) if t.trace_id not in known] == [trace_id]
+    exports = [
+        r
+        for r in workspace.requests
+        if r.path == "/api/3.0/mlflow/traces" and trace_id in json.dumps(r.body)
+    ]
+    assert len(exports) == 1  # exported once, not retried into a duplicate
 
     assert trace.info["state"] == "OK"
     assert "Europe/Paris" in trace.info["request_preview"]
@@ -160,7 +166,7 @@ def test_a_streamed_request_lands_one_complete_trace(
     answer = output_text([e["item"] for e in events[:-1] if "item" in e])
     assert answer == "You said: Stream and trace me"
     [trace] = wait_for_new_traces(workspace, known, 1)
-    time.sleep(0.5)
+    time.sleep(1)
     assert len([t for t in stored_traces(workspace) if t.trace_id not in known]) == 1
     assert trace.info["state"] == "OK"
     spans = spans_of(trace)
