@@ -44,7 +44,7 @@ EXPORT_SETTINGS = {
 # or is slow (each call STORE_DELAY_SECONDS), no request may take longer than this: none waits
 # for the store.
 REQUEST_BOUND_SECONDS = 5.0
-STORE_DELAY_SECONDS = 8.0
+STORE_DELAY_SECONDS = 6.0
 EXPORT_WARNING = "Traces are not reaching the tracking store"
 
 
@@ -222,7 +222,7 @@ def test_requests_do_not_wait_for_a_failing_tracking_store(
     while _start_trace_attempts(workspace) - attempts_before < 6:
         assert time.monotonic() < deadline, "the traces were never sent to the store"
         time.sleep(0.2)
-    time.sleep(6)  # the last export's retries run out
+    time.sleep(4)  # the last export's retries (3 s, EXPORT_SETTINGS) run out
     new_log = app_server.log()[len(log_before) :]
     warnings = [line for line in new_log.splitlines() if "WARNING" in line or "ERROR" in line]
     assert len(warnings) == 1, warnings
