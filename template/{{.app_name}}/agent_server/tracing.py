@@ -102,6 +102,9 @@ def start_tracking(experiment: list[object]) -> None:
     experiment_id = os.environ.get("MLFLOW_EXPERIMENT_ID", "").strip()
     experiment_name = os.environ.get("MLFLOW_EXPERIMENT_NAME", "").strip()
     if experiment_id or experiment_name:
+        # set_experiment prints a notebook-style tip about Unity Catalog trace storage to
+        # stderr (mlflow/tracking/_uc_upsell.py): noise in every start of the app's log.
+        os.environ.setdefault("_MLFLOW_ENABLE_UC_TRACE_UPSELL", "false")
         try:
             if experiment_id:
                 experiment.append(mlflow.set_experiment(experiment_id=experiment_id))
