@@ -51,6 +51,7 @@ CONDITIONAL_FILES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     ),
     "tests/test_faults.py": lambda c: c["agent_framework"] != "model-serving-migration",
     "tests/test_shutdown.py": lambda c: c["agent_framework"] != "model-serving-migration",
+    "tests/test_tracing_databricks.py": lambda c: c["agent_framework"] != "model-serving-migration",
     "tests/test_migration_scaffold.py": lambda c: c["agent_framework"] == "model-serving-migration",
     # Tools of the managed MCP servers (every agent) and the memory (LangGraph) (issue 4).
     "agent_server/mcp_tools.py": lambda c: c["agent_framework"] != "model-serving-migration",

@@ -9,6 +9,10 @@ Traces are exported by mlflow on background threads. `flush_traces()` runs at se
 exit-time flush, and every trace still queued would be lost. The tracking store is outside the
 app, so both version tracking at start and the flush at shutdown are time-bounded.
 
+No request waits for the tracking store: the experiment is looked up once, at start (see
+`start_tracking`), and export runs in the background. A trace that cannot be exported is dropped
+with one warning, not one per request (see `ExportFailureFilter`).
+
 A local sqlite store is tuned for what it is, a file with one writer at a time (see
 `tune_local_store`): profiled under load, exporting traces to it was most of the server's CPU.
 """
@@ -20,10 +24,12 @@ import shutil
 import sqlite3
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
+from mlflow.entities import MlflowExperimentLocation
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +40,13 @@ COMMIT_HASH = re.compile(r"[0-9a-fA-F]{7,64}")
 # for queued traces to be exported. Databricks Apps stops an app 15 s after SIGTERM.
 TRACKING_TIMEOUT_SECONDS = float(os.environ.get("AGENT_TRACKING_TIMEOUT_SECONDS", "20"))
 TRACE_FLUSH_TIMEOUT_SECONDS = float(os.environ.get("AGENT_TRACE_FLUSH_TIMEOUT_SECONDS", "4"))
+
+# mlflow logs a warning for each trace it could not export (mlflow/tracing/export/mlflow_v3.py
+# and async_export_queue.py): while the store is down, one per request. See ExportFailureFilter.
+EXPORT_LOGGERS = ("mlflow.tracing.export.mlflow_v3", "mlflow.tracing.export.async_export_queue")
+EXPORT_WARNING_INTERVAL_SECONDS = float(
+    os.environ.get("AGENT_TRACE_WARNING_INTERVAL_SECONDS", "300")
+)
 
 _enabled = False
 
@@ -52,15 +65,23 @@ def configure_tracing() -> bool:
         _enabled = False
         return False
     tune_local_store(os.environ["MLFLOW_TRACKING_URI"])
-    mlflow.tracing.enable()
+    quiet_export_failures()
     _enabled = True
-    if not run_bounded(track_version, TRACKING_TIMEOUT_SECONDS):
+    experiment: list[object] = []
+
+    def start() -> None:
+        start_tracking(experiment)
+
+    started = run_bounded(start, TRACKING_TIMEOUT_SECONDS)
+    if not started:
         logger.warning(
             "Version tracking did not finish within %g s (AGENT_TRACKING_TIMEOUT_SECONDS): "
             "starting without it; the tracking store may be unreachable.",
             TRACKING_TIMEOUT_SECONDS,
         )
-    elif model_id := os.environ.get("MLFLOW_ACTIVE_MODEL_ID"):
+    if not experiment:
+        pin_experiment()
+    if started and (model_id := os.environ.get("MLFLOW_ACTIVE_MODEL_ID")):
         # mlflow keeps the active model per thread, and track_version ran on a thread of its
         # own: set it here too, for the server's thread (the store has just answered).
         try:
@@ -68,6 +89,106 @@ def configure_tracing() -> bool:
         except Exception as exc:
             logger.warning("Could not set the active model %s: %s", model_id, exc)
     return True
+
+
+def start_tracking(experiment: list[object]) -> None:
+    """Look the experiment up once, start tracing, track the version (may block on the store).
+
+    Left to itself, mlflow looks up MLFLOW_EXPERIMENT_ID in the tracking store at the start of
+    every trace, on the request's own thread (mlflow.tracking.fluent._get_experiment_id reads
+    the variable and calls get_experiment unless an experiment is active), and again when it
+    first builds its exporter (to find a Unity Catalog trace destination). Against a store that
+    is slow or down, every request would wait for it. `mlflow.set_experiment` does the lookup
+    once and makes the experiment active for all threads; `enable()` then builds the exporter
+    for it, here rather than on the first request. Appends the experiment once it is active.
+    """
+    experiment_id = os.environ.get("MLFLOW_EXPERIMENT_ID", "").strip()
+    experiment_name = os.environ.get("MLFLOW_EXPERIMENT_NAME", "").strip()
+    if experiment_id or experiment_name:
+        # set_experiment prints a notebook-style tip about Unity Catalog trace storage to
+        # stderr (mlflow/tracking/_uc_upsell.py): noise in every start of the app's log.
+        os.environ.setdefault("_MLFLOW_ENABLE_UC_TRACE_UPSELL", "false")
+        try:
+            if experiment_id:
+                experiment.append(mlflow.set_experiment(experiment_id=experiment_id))
+            else:
+                experiment.append(mlflow.set_experiment(experiment_name=experiment_name))
+        except Exception as exc:  # a missing experiment, the store unreachable: serve anyway
+            logger.warning("Could not use the MLflow experiment: %s", exc)
+    else:
+        experiment.append(None)  # nothing to look up
+    mlflow.tracing.enable()
+    track_version()
+
+
+def pin_experiment() -> None:
+    """Send traces to MLFLOW_EXPERIMENT_ID without looking it up, when the lookup failed.
+
+    So that no request waits for the store (see start_tracking). The experiment's Unity
+    Catalog trace destination, if it has one, is then not known: traces go to the experiment.
+    """
+    experiment_id = os.environ.get("MLFLOW_EXPERIMENT_ID", "").strip()
+    if not experiment_id:
+        return
+    try:
+        mlflow.tracing.set_destination(MlflowExperimentLocation(experiment_id=experiment_id))
+    except Exception as exc:
+        logger.warning("Could not send traces to experiment %s: %s", experiment_id, exc)
+        return
+    logger.info("Traces go to experiment %s (not looked up: see above).", experiment_id)
+
+
+class ExportFailureFilter(logging.Filter):
+    """One clear warning when traces cannot be exported, then at most one per interval.
+
+    Export runs on mlflow's background threads and never fails a request, but mlflow warns once
+    per trace it drops. The first failure becomes one warning that says what happens; later
+    ones are counted and summed up at most every `interval` s (at DEBUG level they all show).
+    """
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last_warning: float | None = None
+        self._dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        detail = record.getMessage()
+        now = self._clock()
+        with self._lock:
+            first = self._last_warning is None
+            if not first and now - self._last_warning < self.interval:
+                self._dropped += 1
+                if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+                    return False
+                record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+                return True
+            dropped, self._dropped, self._last_warning = self._dropped, 0, now
+        if first:
+            record.msg = (
+                "Traces are not reaching the tracking store (%s), so they are not saved; the "
+                "agent keeps serving. This is logged at most every %g s "
+                "(AGENT_TRACE_WARNING_INTERVAL_SECONDS). Cause: %s"
+            )
+            record.args = (os.environ.get("MLFLOW_TRACKING_URI", ""), self.interval, detail)
+        else:
+            record.msg = "%d more traces were not saved in the last %g s. Latest cause: %s"
+            record.args = (dropped + 1, self.interval, detail)
+        return True
+
+
+def quiet_export_failures(interval: float = EXPORT_WARNING_INTERVAL_SECONDS) -> None:
+    """Install one ExportFailureFilter on mlflow's export loggers (once)."""
+    loggers = [logging.getLogger(name) for name in EXPORT_LOGGERS]
+    if any(isinstance(f, ExportFailureFilter) for f in loggers[0].filters):
+        return
+    shared = ExportFailureFilter(interval)
+    for export_logger in loggers:
+        export_logger.addFilter(shared)
 
 
 def tune_local_store(tracking_uri: str) -> None:

@@ -1,6 +1,7 @@
 """Tracing set-up: nothing written without a tracking store; versions only from a real commit."""
 
 import contextlib
+import logging
 import os
 import sqlite3
 import subprocess
@@ -145,3 +146,25 @@ def test_no_version_is_recorded_without_a_commit(
     tracing.track_version()
     assert called == []
     assert "MLFLOW_ACTIVE_MODEL_ID" not in os.environ
+
+
+def test_trace_export_failures_are_one_warning_then_one_per_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [1000.0]
+    export_logger = logging.getLogger("tests.trace_export")
+    export_filter = tracing.ExportFailureFilter(interval=300, clock=lambda: now[0])
+    export_logger.addFilter(export_filter)
+    try:
+        with caplog.at_level(logging.WARNING, logger="tests.trace_export"):
+            for attempt in range(5):  # as mlflow logs them: one per dropped trace
+                export_logger.warning("Failed to send trace to MLflow backend: 503 #%d", attempt)
+            now[0] += 301
+            export_logger.warning("Failed to send trace to MLflow backend: 503 #%d", 5)
+    finally:
+        export_logger.removeFilter(export_filter)
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 2, messages
+    assert messages[0].startswith("Traces are not reaching the tracking store")
+    assert messages[0].endswith("Failed to send trace to MLflow backend: 503 #0")
+    assert messages[1].startswith("5 more traces were not saved in the last 300 s")

@@ -115,6 +115,10 @@ class Settings:
     # The userName SCIM `Me` answers instead of the identity's own (the Postgres role
     # databricks-langchain then connects as); "" keeps the identity's.
     user_name: str = ""
+    # The MLflow tracking store (traces_api.py): an HTTP error status every call under its
+    # prefixes answers (None: none), and seconds each such call waits before answering.
+    tracking_status: int | None = None
+    tracking_delay: float = 0.0
 
     def updated(self, **changes: Any) -> Settings:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}

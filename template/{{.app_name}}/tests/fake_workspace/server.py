@@ -31,6 +31,7 @@ from .lakebase_api import get_instance  # noqa: F401  (registers the Lakebase ro
 from .mcp_api import genie_tool  # noqa: F401  (registers the managed MCP server routes)
 from .mlflow_api import ExperimentStore  # noqa: F401  (registers the MLflow routes)
 from .subagents_api import oauth_env  # noqa: F401  (sub-agents, OAuth sign-in routes)
+from .traces_api import stored_traces  # noqa: F401  (traces, logged models, presigned storage)
 
 
 def _parse_body(raw: bytes) -> Any:
