@@ -72,6 +72,21 @@ CONDITIONAL_FILES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     # Sub-agents (prompt subagents): their module and tests, when the list is not empty.
     "agent_server/subagents.py": lambda c: bool(c["subagents"].strip(" ,")),
     "tests/test_subagents.py": lambda c: bool(c["subagents"].strip(" ,")),
+    # The agent's Databricks tools as the signed-in user (prompt on_behalf_of_user, with a tool).
+    "agent_server/user_auth.py": lambda c: (
+        c["on_behalf_of_user"] == "yes"
+        and c["agent_framework"] != "model-serving-migration"
+        and any(
+            c[name].strip(" ,")
+            for name in (
+                "genie_space_id",
+                "vector_search_index",
+                "uc_function_schema",
+                "uc_connection",
+                "subagents",
+            )
+        )
+    ),
     # The chat page (prompt chat_ui): its module, its static files and its tests.
     "agent_server/chat_ui.py": lambda c: c["chat_ui"] == "yes",
     "tests/test_chat_ui.py": lambda c: c["chat_ui"] == "yes",

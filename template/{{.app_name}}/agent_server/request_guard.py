@@ -34,6 +34,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from agent_server.errors import AgentError
+from agent_server.identity import IdentityError, check_request
 from agent_server.redaction import redact
 
 Scope = MutableMapping[str, Any]
@@ -80,7 +81,7 @@ class RequestGuard:
         try:
             _check_content_type(scope)
             body = await _read_body(scope, receive)
-            body = _normalized_body(body)
+            body = _normalized_body(body, _headers(scope))
         except RequestRejected as rejected:
             await send_json(
                 send, rejected.status_code, {"detail": rejected.detail}, close=rejected.close
@@ -148,7 +149,7 @@ async def _read_body(scope: Scope, receive: Receive) -> bytes:
         ) from None
 
 
-def _normalized_body(body: bytes) -> bytes:
+def _normalized_body(body: bytes, headers: dict[str, str]) -> bytes:
     """The body to hand to mlflow: checked as described above, chat-style messages converted."""
     if not body.strip():
         raise RequestRejected(400, "Request body is empty: send a JSON object with an 'input'.")
@@ -162,6 +163,10 @@ def _normalized_body(body: bytes) -> bytes:
     if converted:
         data["input"] = data.pop("messages")
     _check_fields(data)
+    try:
+        check_request(headers, data)
+    except IdentityError as refused:
+        raise RequestRejected(refused.status_code, refused.detail) from None
     return json.dumps(data).encode() if converted else body
 
 
@@ -286,6 +291,15 @@ def _json_type(value: Any) -> str:
     if isinstance(value, str):
         return "a string"
     return "an array" if isinstance(value, list) else "an object"
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    """The request's headers, names in lowercase; of a repeated header its first value, as in
+    the headers mlflow hands to the agent (`get_request_headers`)."""
+    headers: dict[str, str] = {}
+    for key, value in scope.get("headers", []):
+        headers.setdefault(key.decode("latin-1").lower(), value.decode("latin-1"))
+    return headers
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -19,9 +19,12 @@ import pytest
 from tests.agent_process import (
     BODY_TIMEOUT_SECONDS,
     AgentProcess,
+    agent_env,
+    agent_process,
     reached_the_agent,
     stream_reached_the_agent,
 )
+from tests.fake_workspace import FakeWorkspace
 from tests.support import read_sse, user_request
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -329,6 +332,41 @@ def test_get_on_the_agent_route_is_405_with_json(guarded: AgentProcess) -> None:
     response = httpx.get(f"{guarded.url}/invocations", timeout=30)
     assert response.status_code == 405
     assert response.json()["detail"]
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["invoke", "stream"])
+def test_deployed_a_user_id_of_someone_else_or_no_user_is_refused(
+    canary_fake: FakeWorkspace, tmp_path_factory: pytest.TempPathFactory, streaming: bool
+) -> None:
+    """On Databricks Apps (DATABRICKS_APP_NAME set) the proxy's headers say who the user is."""
+    ada = {
+        "X-Forwarded-Email": "ada@example.com",
+        "X-Forwarded-User": "4242",
+        "X-Forwarded-Access-Token": "user-token-of-ada",
+    }
+    env = agent_env(canary_fake, DATABRICKS_APP_NAME="guarded-app")
+    log = tmp_path_factory.mktemp("deployed-guard") / "server.log"
+    with agent_process(env, log) as server, httpx.Client(timeout=60) as http:
+        url = f"{server.url}/invocations"
+        spoofed = [
+            {"custom_inputs": {"user_id": "bob@example.com"}},
+            {"context": {"conversation_id": "c1", "user_id": "bob@example.com"}},
+        ]
+        for extra in spoofed:
+            body = {**user_request("hello"), **extra, "stream": streaming}
+            response = http.post(url, json=body, headers=ada)
+            assert response.status_code == 403, response.text
+            assert "is not the signed-in user" in response.json()["detail"]
+        anonymous = http.post(url, json={**user_request("hello"), "stream": streaming})
+        assert anonymous.status_code == 401, anonymous.text
+        assert "No signed-in user" in anonymous.json()["detail"]
+        own = {**user_request("hello"), "custom_inputs": {"user_id": "4242"}}
+        if streaming:
+            with http.stream("POST", url, json={**own, "stream": True}, headers=ada) as answer:
+                assert answer.status_code == 200
+                assert stream_reached_the_agent(read_sse(answer))
+        else:
+            assert reached_the_agent(http.post(url, json=own, headers=ada))
 
 
 def test_server_still_serves_after_the_battery(guarded: AgentProcess) -> None:

@@ -90,7 +90,10 @@ class Settings:
     tokens: int | None = None  # None: the answer's words; N: exactly N content chunks
     token_delay: float = 0.0  # seconds of sleep before each token
     endpoints: frozenset[str] | None = None  # None: every serving endpoint exists
-    token: str = DEFAULT_TOKEN  # the only accepted bearer token
+    token: str = DEFAULT_TOKEN  # the app's bearer token (the only one, unless user_tokens)
+    # Tokens of signed-in users, as Databricks Apps forwards them (X-Forwarded-Access-Token):
+    # accepted too. Which token reached a route is in the recorded request's headers.
+    user_tokens: tuple[str, ...] = ()
     faults: tuple[Any, ...] = ()  # faults.Fault: injected LLM failures (see faults.py)
     # Full GET /api/2.0/serving-endpoints/{name} answers by name (see serving_api.py).
     serving_endpoints: dict[str, Any] | None = None
@@ -128,6 +131,8 @@ class Settings:
             changes["endpoints"] = frozenset(changes["endpoints"])
         if "genie_spaces_missing" in changes:
             changes["genie_spaces_missing"] = tuple(changes["genie_spaces_missing"])
+        if "user_tokens" in changes:
+            changes["user_tokens"] = tuple(changes["user_tokens"])
         if "faults" in changes:
             from .faults import parse_faults  # faults imports this module
 
@@ -201,7 +206,8 @@ def error(status: int, error_code: str, message: str) -> JSONResponse:
 
 
 def _authorized(request: Request, settings: Settings) -> bool:
-    return request.headers.get("authorization") == f"Bearer {settings.token}"
+    accepted = (settings.token, *settings.user_tokens)
+    return request.headers.get("authorization") in {f"Bearer {token}" for token in accepted}
 
 
 def endpoint_exists(settings: Settings, name: str) -> bool:
