@@ -82,6 +82,9 @@ BOOT_CASES = [
     ("langgraph", "yes", SUBAGENTS),
     ("openai-agents", "no", SUBAGENTS),
 ]
+# Sub-agents asked as the signed-in user (on_behalf_of_user) in one of them: its own suite then
+# runs the tests of the user's token reaching each sub-agent.
+ON_BEHALF_OF_USER = {("openai-agents", "no", SUBAGENTS)}
 
 
 @pytest.mark.parametrize(
@@ -93,6 +96,8 @@ def test_generated_project_boots(
     tmp_path: Path, framework: str, is_async: str, subagents: str
 ) -> None:
     config = {"agent_framework": framework, "async": is_async, "subagents": subagents}
+    if (framework, is_async, subagents) in ON_BEHALF_OF_USER:
+        config["on_behalf_of_user"] = "yes"
     project = installed_and_self_tested(config, tmp_path)
 
     env = project_env()
@@ -170,6 +175,7 @@ RESOURCE_BOOTS = {
         "async": "yes",
         "memory": "short-and-long-term",
         "lakebase_kind": "autoscaling",
+        "on_behalf_of_user": "yes",
     },
     "all-tools-short-term-memory-sync": {
         **ALL_RESOURCES,

@@ -335,7 +335,7 @@ def test_get_on_the_agent_route_is_405_with_json(guarded: AgentProcess) -> None:
 
 
 @pytest.mark.parametrize("streaming", [False, True], ids=["invoke", "stream"])
-def test_deployed_a_user_id_of_someone_else_or_no_user_is_refused(
+def test_deployed_a_user_id_that_is_not_the_signed_in_user_is_refused(
     canary_fake: FakeWorkspace, tmp_path_factory: pytest.TempPathFactory, streaming: bool
 ) -> None:
     """On Databricks Apps (DATABRICKS_APP_NAME set) the proxy's headers say who the user is."""
@@ -357,9 +357,21 @@ def test_deployed_a_user_id_of_someone_else_or_no_user_is_refused(
             response = http.post(url, json=body, headers=ada)
             assert response.status_code == 403, response.text
             assert "is not the signed-in user" in response.json()["detail"]
-        anonymous = http.post(url, json={**user_request("hello"), "stream": streaming})
-        assert anonymous.status_code == 401, anonymous.text
-        assert "No signed-in user" in anonymous.json()["detail"]
+        # No user in the proxy's headers: a user_id cannot be checked, so it is refused; without
+        # one the request is served (as nobody).
+        nobody = {"X-Forwarded-Access-Token": ada["X-Forwarded-Access-Token"]}
+        for extra in spoofed:
+            body = {**user_request("hello"), **extra, "stream": streaming}
+            unchecked = http.post(url, json=body, headers=nobody)
+            assert unchecked.status_code == 403, unchecked.text
+            assert "cannot be checked" in unchecked.json()["detail"]
+        anonymous = {**user_request("hello"), "stream": streaming}
+        if streaming:
+            with http.stream("POST", url, json=anonymous, headers=nobody) as answer:
+                assert answer.status_code == 200
+                assert stream_reached_the_agent(read_sse(answer))
+        else:
+            assert reached_the_agent(http.post(url, json=anonymous, headers=nobody))
         own = {**user_request("hello"), "custom_inputs": {"user_id": "4242"}}
         if streaming:
             with http.stream("POST", url, json={**own, "stream": True}, headers=ada) as answer:
