@@ -72,9 +72,18 @@ def app_server(
         yield server
 
 
+# What the Databricks Apps proxy adds to a signed-in user's request (the token with user
+# authorization): the requests here come as they do on Apps.
+PROXY_HEADERS = {
+    "X-Forwarded-Email": "ada@example.com",
+    "X-Forwarded-User": "4242",
+    "X-Forwarded-Access-Token": "user-token-of-ada",
+}
+
+
 @pytest.fixture
 def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=120) as client:
+    with httpx.Client(timeout=120, headers=PROXY_HEADERS) as client:
         yield client
 
 
@@ -183,7 +192,7 @@ def _ask(url: str, index: int, timeout: float = 120) -> tuple[int, float]:
     body = user_request(f"question {index}", stream=index % 2 == 0)
     try:
         with (
-            httpx.Client(timeout=timeout) as client,
+            httpx.Client(timeout=timeout, headers=PROXY_HEADERS) as client,
             client.stream("POST", f"{url}/invocations", json=body) as response,
         ):
             if index % 2 == 0:
