@@ -35,7 +35,7 @@ store, traces, tuned = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "tuned"
 uri = f"sqlite:///{store}"
 os.environ["MLFLOW_TRACKING_URI"] = uri
 if tuned:
-    from agent_server.tracing import tune_local_store
+    from agent_server.runtime.tracing import tune_local_store
     tune_local_store(uri)
 import mlflow
 from mlflow.entities import SpanType

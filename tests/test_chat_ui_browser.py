@@ -360,8 +360,8 @@ def test_without_the_chat_page_only_the_api_is_served(chat_app: ChatApp, tmp_pat
     result = render(config, tmp_path / "out")
     assert result.returncode == 0, result.stderr
     project = tmp_path / "out" / APP_NAME
-    assert not (project / "agent_server" / "chat_ui.py").exists()
-    assert not (project / "agent_server" / "static").exists()
+    assert not (project / "agent_server" / "runtime" / "chat_ui.py").exists()
+    assert not (project / "agent_server" / "runtime" / "static").exists()
 
     python = chat_app.project / ".venv" / "bin" / "python"
     port = free_port()

@@ -43,8 +43,8 @@ APP_NAME_CHARS = re.compile(r"^[a-z0-9-]+$")
 # Files that only some combinations get (decided in template/__preamble.tmpl), by path inside
 # the generated project. Every other file under template/{{.app_name}}/ is in every project.
 CONDITIONAL_FILES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
-    "agent_server/events.py": lambda c: c["agent_framework"] == "langgraph",
-    "agent_server/agents_sdk.py": lambda c: c["agent_framework"] == "openai-agents",
+    "agent_server/runtime/events.py": lambda c: c["agent_framework"] == "langgraph",
+    "agent_server/runtime/agents_sdk.py": lambda c: c["agent_framework"] == "openai-agents",
     "tests/test_agent.py": lambda c: c["agent_framework"] != "model-serving-migration",
     "tests/test_fake_workspace_clients.py": lambda c: (
         c["agent_framework"] != "model-serving-migration"
@@ -54,11 +54,11 @@ CONDITIONAL_FILES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     "tests/test_tracing_databricks.py": lambda c: c["agent_framework"] != "model-serving-migration",
     "tests/test_migration_scaffold.py": lambda c: c["agent_framework"] == "model-serving-migration",
     # Tools of the managed MCP servers (every agent) and the memory (LangGraph) (issue 4).
-    "agent_server/mcp_tools.py": lambda c: c["agent_framework"] != "model-serving-migration",
+    "agent_server/runtime/mcp_tools.py": lambda c: c["agent_framework"] != "model-serving-migration",
     "tests/test_tools.py": lambda c: c["agent_framework"] != "model-serving-migration",
     **{
         name: lambda c: c["agent_framework"] == "langgraph" and c["memory"] != "none"
-        for name in ("agent_server/memory.py", "tests/test_memory.py", "tests/postgres.py")
+        for name in ("agent_server/runtime/memory.py", "tests/test_memory.py", "tests/postgres.py")
     },
     # `uv run migrate` and its tests: whole folders, only for the migration scaffold.
     **{
@@ -70,10 +70,10 @@ CONDITIONAL_FILES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
         if path.is_file()
     },
     # Sub-agents (prompt subagents): their module and tests, when the list is not empty.
-    "agent_server/subagents.py": lambda c: bool(c["subagents"].strip(" ,")),
+    "agent_server/runtime/subagents.py": lambda c: bool(c["subagents"].strip(" ,")),
     "tests/test_subagents.py": lambda c: bool(c["subagents"].strip(" ,")),
     # The agent's Databricks tools as the signed-in user (prompt on_behalf_of_user, with a tool).
-    "agent_server/user_auth.py": lambda c: (
+    "agent_server/runtime/user_auth.py": lambda c: (
         c["on_behalf_of_user"] == "yes"
         and c["agent_framework"] != "model-serving-migration"
         and any(
@@ -88,13 +88,13 @@ CONDITIONAL_FILES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
         )
     ),
     # The chat page (prompt chat_ui): its module, its static files and its tests.
-    "agent_server/chat_ui.py": lambda c: c["chat_ui"] == "yes",
+    "agent_server/runtime/chat_ui.py": lambda c: c["chat_ui"] == "yes",
     "tests/test_chat_ui.py": lambda c: c["chat_ui"] == "yes",
     **{
         path.relative_to(PROJECT_TEMPLATE_DIR).as_posix().removesuffix(".tmpl"): (
             lambda c: c["chat_ui"] == "yes"
         )
-        for path in sorted((PROJECT_TEMPLATE_DIR / "agent_server/static").rglob("*"))
+        for path in sorted((PROJECT_TEMPLATE_DIR / "agent_server/runtime/static").rglob("*"))
         if path.is_file()
     },
     # The GitHub Actions workflows (prompt ci_workflow).
@@ -257,14 +257,14 @@ def test_file_set_matches_preamble(rendered: RenderedCombination) -> None:
     names = relative_names(rendered.project)
     framework = rendered.config["agent_framework"]
     if framework == "langgraph":
-        assert {"agent_server/events.py", "tests/test_agent.py"} <= names
+        assert {"agent_server/runtime/events.py", "tests/test_agent.py"} <= names
         assert "tests/test_migration_scaffold.py" not in names
     elif framework == "openai-agents":
-        assert {"agent_server/agents_sdk.py", "tests/test_agent.py"} <= names
-        assert not names & {"agent_server/events.py", "tests/test_migration_scaffold.py"}
+        assert {"agent_server/runtime/agents_sdk.py", "tests/test_agent.py"} <= names
+        assert not names & {"agent_server/runtime/events.py", "tests/test_migration_scaffold.py"}
     else:
         assert "tests/test_migration_scaffold.py" in names
-        assert not names & {"agent_server/events.py", "tests/test_agent.py"}
+        assert not names & {"agent_server/runtime/events.py", "tests/test_agent.py"}
     expected = expected_files(rendered.config)
     assert names == expected, (
         f"missing: {sorted(expected - names)}; unexpected: {sorted(names - expected)}"
@@ -989,7 +989,7 @@ def test_subagent_values_change_only_literals(
         else ("serving_endpoint", entry, "CAN_QUERY")
         for entry in entries
     ]
-    code = (project / "agent_server" / "subagents.py").read_text(encoding="utf-8")
+    code = (project / "agent_server" / "runtime" / "subagents.py").read_text(encoding="utf-8")
     for entry, tool in zip(entries, tools, strict=True):
         assert f'target="{entry}"' in code and f'tool_name="{tool}"' in code
 

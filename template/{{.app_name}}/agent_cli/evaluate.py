@@ -86,7 +86,7 @@ def probe(agent: LocalAgent, question: Question) -> None:
     """
     import mlflow
 
-    from agent_server.errors import NotMigratedError, public_error
+    from agent_server.runtime.errors import NotMigratedError, public_error
 
     mlflow.tracing.disable()
     try:

@@ -339,9 +339,10 @@ def previous_auth(env: EnvFile) -> Auth | None:
 def local_memory_schema(user_name: str) -> str:
     """The schema of your local runs' memory on Lakebase: local_<bundle key>_<you>.
 
-    Every identity keeps the memory in a schema it creates and owns (agent_server/memory.py):
-    the app's role may only connect and create schemas, and only a table's owner may migrate
-    it. So no grant is needed, and developers sharing a Lakebase database do not collide.
+    Every identity keeps the memory in a schema it creates and owns
+    (agent_server/runtime/memory.py): the app's role may only connect and create schemas, and only a
+    table's owner may migrate it. So no grant is needed, and developers sharing a Lakebase database
+    do not collide.
     """
     name = f"local_{BUNDLE_KEY}_{user_name.split('@')[0]}".lower()
     return re.sub(r"[^a-z0-9_]", "_", name)[:63]  # a plain PostgreSQL identifier

@@ -26,7 +26,7 @@ from dotenv import load_dotenv
 # win; AGENT_ENV_FILE points elsewhere (the tests use it to ignore a developer's .env).
 load_dotenv(os.environ.get("AGENT_ENV_FILE") or Path(__file__).resolve().parent.parent / ".env")
 
-from agent_server.redaction import install_log_redaction  # noqa: E402
+from agent_server.runtime.redaction import install_log_redaction  # noqa: E402
 
 # Before anything logs: no log line of this process may carry a token (see redaction.py).
 install_log_redaction()
@@ -35,9 +35,9 @@ import uvicorn  # noqa: E402
 from mlflow.genai.agent_server import AgentServer  # noqa: E402
 
 from agent_server import agent  # noqa: E402, F401  (importing it registers the handlers)
-from agent_server.handler_adapter import adapt_registered_handlers, shutdown_workers  # noqa: E402
-from agent_server.request_guard import RequestGuard  # noqa: E402
-from agent_server.tracing import configure_tracing, flush_traces  # noqa: E402
+from agent_server.runtime.handler_adapter import adapt_registered_handlers, shutdown_workers  # noqa: E402
+from agent_server.runtime.request_guard import RequestGuard  # noqa: E402
+from agent_server.runtime.tracing import configure_tracing, flush_traces  # noqa: E402
 
 logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper())
 
@@ -52,8 +52,8 @@ adapt_registered_handlers()
 agent_server = AgentServer("ResponsesAgent")
 app = agent_server.app
 app.add_middleware(RequestGuard)
-if importlib.util.find_spec("agent_server.chat_ui"):  # the chat page (generated with chat_ui=yes)
-    from agent_server.chat_ui import mount_chat_ui
+if importlib.util.find_spec("agent_server.runtime.chat_ui"):  # the chat page (chat_ui=yes)
+    from agent_server.runtime.chat_ui import mount_chat_ui
 
     mount_chat_ui(app)
 _mlflow_lifespan = app.router.lifespan_context

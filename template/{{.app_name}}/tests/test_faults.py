@@ -234,7 +234,7 @@ def test_a_client_disconnect_cancels_the_llm_call(
     """The client reads two deltas of a 100-token answer and hangs up: the LLM call ends early.
 
     Async handlers are cancelled at once; a sync handler's generator is closed by its worker
-    thread at the next token (agent_server/handler_adapter.py).
+    thread at the next token (agent_server/runtime/handler_adapter.py).
     """
     tokens, token_delay = 100, 0.05
     fake.configure(tokens=tokens, token_delay=token_delay)

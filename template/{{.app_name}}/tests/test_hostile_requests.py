@@ -3,7 +3,7 @@
 Never a 500, a hang or a crash: after the whole battery the server still answers /health and
 serves a normal request. Every case is sent twice, as a plain request and as a streaming one
 (`"stream": true` in the body where it has one, and `Accept: text/event-stream`). The rules
-themselves are listed in agent_server/request_guard.py.
+themselves are listed in agent_server/runtime/request_guard.py.
 """
 
 import json

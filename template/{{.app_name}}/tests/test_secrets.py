@@ -131,7 +131,7 @@ def test_no_secret_in_answers_logs_traces_or_files(
 def test_redaction_catches_secret_values_and_token_shapes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from agent_server import redaction
+    from agent_server.runtime import redaction
 
     monkeypatch.setenv("MY_SERVICE_PASSWORD", "hunter2-but-longer")
     redaction.forget_secret_values()
@@ -152,7 +152,7 @@ def test_log_lines_are_redacted_whatever_the_logger() -> None:
     """In a fresh interpreter: install the redaction, log a token every way logging allows."""
     script = f"""
 import logging, sys
-from agent_server.redaction import install_log_redaction
+from agent_server.runtime.redaction import install_log_redaction
 install_log_redaction()
 logging.basicConfig(stream=sys.stdout, level=logging.DEBUG, format="%(name)s %(message)s")
 token = {CANARY_TOKEN!r}
@@ -183,7 +183,7 @@ logging.getLogger("stack").info("here %s", token, stack_info=True)
 
 
 def test_agent_errors_never_carry_a_secret() -> None:
-    from agent_server.errors import UpstreamError, public_error
+    from agent_server.runtime.errors import UpstreamError, public_error
 
     assert CANARY not in str(UpstreamError(f"failed with {CANARY_TOKEN}"))
     assert CANARY not in str(public_error(RuntimeError(f"Bearer {CANARY_TOKEN}")))

@@ -10,7 +10,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from agent_server import tracing
+from agent_server.runtime import tracing
 
 EXPORT_SETTINGS = (
     "MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS",

@@ -60,7 +60,7 @@ from mlflow.types.responses import (
     ResponsesAgentStreamEvent,
 )
 
-from agent_server.handler_adapter import async_invoke, async_stream
+from agent_server.runtime.handler_adapter import async_invoke, async_stream
 """
 
 LOADER = '''
@@ -159,7 +159,7 @@ def predict_stream_events(request: ResponsesAgentRequest) -> Iterator[Any]:
 
 
 # The original agent is sync code: these run it on the server's worker threads, never on the
-# event loop, exactly as the server runs sync handlers (agent_server/handler_adapter.py).
+# event loop, exactly as the server runs sync handlers (agent_server/runtime/handler_adapter.py).
 predict_in_thread = async_invoke(predict)
 predict_stream_in_thread = async_stream(predict_stream_events)
 

@@ -39,8 +39,8 @@ SYNC_NAMES = {"Iterator": "collections.abc"}
 ASYNC_NAMES = {
     "AsyncIterator": "collections.abc",
     "Iterator": "collections.abc",
-    "async_invoke": "agent_server.handler_adapter",
-    "async_stream": "agent_server.handler_adapter",
+    "async_invoke": "agent_server.runtime.handler_adapter",
+    "async_stream": "agent_server.runtime.handler_adapter",
 }
 # Same object under another module name: an existing import of it can be reused.
 EQUIVALENT_MODULES = {"collections.abc": {"typing"}}
@@ -70,7 +70,7 @@ ASYNC_HANDLERS = (
 
 # Served with @invoke and @stream (added by `uv run migrate --rewrite`). The agent's code is
 # sync: it runs on the server's worker threads, never on the event loop, exactly as the server
-# runs sync handlers (agent_server/handler_adapter.py).
+# runs sync handlers (agent_server/runtime/handler_adapter.py).
 predict_in_thread = async_invoke(predict)
 predict_stream_in_thread = async_stream({stream_call})
 

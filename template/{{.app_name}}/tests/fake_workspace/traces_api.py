@@ -17,9 +17,9 @@ tracking URI). Before exporting, mlflow reads the experiment (mlflow_api.py): an
 tagged with a Unity Catalog trace destination would send traces to UC tables instead; the fake's
 experiments have no such tag, so traces take the experiment path above.
 
-Version tracking (agent_server/tracing.py, ``mlflow.set_active_model``) searches the experiment's
-logged models by name and, the first time, creates an external one: create, an ``MLmodel`` file
-uploaded through presigned credentials, finalize.
+Version tracking (agent_server/runtime/tracing.py, ``mlflow.set_active_model``) searches the
+experiment's logged models by name and, the first time, creates an external one: create, an
+``MLmodel`` file uploaded through presigned credentials, finalize.
 
 Every stored trace can be read back (`stored_traces(fake)`, `stored_trace(fake, trace_id)`).
 Unknown calls under the MLflow and storage prefixes get a 404 like any unknown route;

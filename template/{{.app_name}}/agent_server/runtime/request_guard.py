@@ -33,9 +33,9 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from contextvars import ContextVar
 from typing import Any
 
-from agent_server.errors import AgentError
-from agent_server.identity import IdentityError, check_request
-from agent_server.redaction import redact
+from agent_server.runtime.errors import AgentError
+from agent_server.runtime.identity import IdentityError, check_request
+from agent_server.runtime.redaction import redact
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -39,9 +39,9 @@ from typing import Any
 import mlflow
 from mlflow.genai.agent_server import server as mlflow_server
 
-from agent_server import cancellation
-from agent_server.errors import AgentError, InternalError, public_error
-from agent_server.request_guard import report_error
+from agent_server.runtime import cancellation
+from agent_server.runtime.errors import AgentError, InternalError, public_error
+from agent_server.runtime.request_guard import report_error
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 import json
 from types import TracebackType
 
-from agent_server.redaction import redact
+from agent_server.runtime.redaction import redact
 
 
 class AgentError(Exception):

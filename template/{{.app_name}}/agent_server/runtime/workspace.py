@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.config import Config
 
-from agent_server.errors import ConfigurationError, UpstreamBusyError
+from agent_server.runtime.errors import ConfigurationError, UpstreamBusyError
 
 # Bound on how long a call to the workspace may keep retrying (the SDK's default is 300 s).
 RETRY_TIMEOUT_SECONDS = int(os.environ.get("DATABRICKS_RETRY_TIMEOUT_SECONDS", "20"))

@@ -1,14 +1,14 @@
 """The built-in chat page, served by the agent server itself at `/`.
 
-Plain files in agent_server/static (index.html, app.js, style.css): no Node, no build step, and
-nothing fetched from the network, at start or in the browser. The page streams answers from
+Plain files in static/ beside this module (index.html, app.js, style.css): no Node, no build step,
+and nothing fetched from the network, at start or in the browser. The page streams answers from
 `/invocations` on the same origin, so on Databricks Apps it goes through the app's proxy with the
 user's session, like any other request to the app.
 
 Routes added (nothing else is shadowed: /invocations, /responses, /health and unknown paths
 answer as without the page):
 - `GET /`: the page;
-- `GET /static/<file>`: its assets. Only files inside agent_server/static are served; a path
+- `GET /static/<file>`: its assets. Only files inside agent_server/runtime/static are served; a path
   that leaves the folder (`/static/../.env`, encoded or not) is a 404.
 """
 
