@@ -20,7 +20,11 @@ from mlflow.genai.agent_server import get_request_headers
 
 from agent_server.runtime.errors import AgentError
 from agent_server.runtime.identity import TOKEN_HEADER, on_databricks_apps
-from agent_server.runtime.workspace import HTTP_TIMEOUT_SECONDS, RETRY_TIMEOUT_SECONDS, workspace_client
+from agent_server.runtime.workspace import (
+    HTTP_TIMEOUT_SECONDS,
+    RETRY_TIMEOUT_SECONDS,
+    workspace_client,
+)
 
 
 class UserAuthorizationError(AgentError):
