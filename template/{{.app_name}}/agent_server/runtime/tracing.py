@@ -91,6 +91,11 @@ def configure_tracing() -> bool:
     return True
 
 
+def tracing_enabled() -> bool:
+    """Whether answers are traced (configure_tracing found a tracking store)."""
+    return _enabled
+
+
 def start_tracking(experiment: list[object]) -> None:
     """Look the experiment up once, start tracing, track the version (may block on the store).
 
