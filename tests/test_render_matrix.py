@@ -87,8 +87,9 @@ CONDITIONAL_FILES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
             )
         )
     ),
-    # The chat page (prompt chat_ui): its module, its static files and its tests.
+    # The chat page (prompt chat_ui): its modules, its static files and its tests.
     "agent_server/runtime/chat_ui.py": lambda c: c["chat_ui"] == "yes",
+    "agent_server/runtime/feedback.py": lambda c: c["chat_ui"] == "yes",
     "tests/test_chat_ui.py": lambda c: c["chat_ui"] == "yes",
     **{
         path.relative_to(PROJECT_TEMPLATE_DIR).as_posix().removesuffix(".tmpl"): (
