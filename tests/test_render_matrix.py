@@ -53,8 +53,10 @@ CONDITIONAL_FILES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     "tests/test_shutdown.py": lambda c: c["agent_framework"] != "model-serving-migration",
     "tests/test_tracing_databricks.py": lambda c: c["agent_framework"] != "model-serving-migration",
     "tests/test_migration_scaffold.py": lambda c: c["agent_framework"] == "model-serving-migration",
-    # Tools of the managed MCP servers (every agent) and the memory (LangGraph) (issue 4).
-    "agent_server/runtime/mcp_tools.py": lambda c: c["agent_framework"] != "model-serving-migration",
+    # Tools of the managed MCP servers (every agent) and the memory (LangGraph).
+    "agent_server/runtime/mcp_tools.py": lambda c: (
+        c["agent_framework"] != "model-serving-migration"
+    ),
     "tests/test_tools.py": lambda c: c["agent_framework"] != "model-serving-migration",
     **{
         name: lambda c: c["agent_framework"] == "langgraph" and c["memory"] != "none"
@@ -373,8 +375,7 @@ def test_bundle_loads_strictly(rendered: RenderedCombination) -> None:
 
 
 def test_bundle_matches_json_schema(rendered: RenderedCombination) -> None:
-    if bv.bundle_schema_path() is None:
-        pytest.fail(f"{bv.BUNDLE_SCHEMA_ENV} is not set: {bv.BUNDLE_SCHEMA_HINT}")
+    bv.require_bundle_schema()
     errors = bv.schema_errors(bundle_document(rendered))
     assert not errors, "databricks.yml violates the bundle schema:\n" + "\n".join(errors)
 
@@ -749,8 +750,7 @@ def test_text_hygiene_flags_each_rule() -> None:
 
 
 def test_schema_validation_reports_nested_violations() -> None:
-    if bv.bundle_schema_path() is None:
-        pytest.fail(f"{bv.BUNDLE_SCHEMA_ENV} is not set: {bv.BUNDLE_SCHEMA_HINT}")
+    bv.require_bundle_schema()
     assert bv.schema_errors(MINIMAL_BUNDLE) == []
     bad = json.loads(json.dumps(MINIMAL_BUNDLE))
     bad["resources"]["apps"]["demo"]["resources"][0]["serving_endpoint"]["permission"] = "X"
