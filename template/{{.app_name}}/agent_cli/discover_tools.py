@@ -2,7 +2,7 @@
 
 Lists Genie spaces, Vector Search indexes, schemas with Unity Catalog functions, Unity
 Catalog connections, SQL warehouses and serving endpoints, then prints the `databricks bundle
-init` prompt values that pick the first of each (with `--json`: a ready `--config-file`), and
+init` prompt values that pick the first of each that fits (`--json`: a ready `--config-file`), and
 the databricks.yml app resources that give them to this project. A listing the user may not
 read is reported, and the others are still printed.
 
@@ -26,24 +26,33 @@ from agent_cli import console, options
 from agent_cli.console import CliError
 from agent_cli.env_file import EnvFile
 from agent_cli.quickstart import choose_auth
-from agent_cli.workspace_auth import DEFAULT_TIMEOUT_SECONDS, Auth, connect, unreachable
+from agent_cli.workspace_auth import (
+    DEFAULT_TIMEOUT_SECONDS,
+    Auth,
+    _short,
+    connect,
+    unreachable,
+)
 
 DEFAULT_LIMIT = 20
 # Unity Catalog's own schema of every catalog: views, never functions to give an agent.
 SYSTEM_SCHEMA = "information_schema"
+CHAT_TASK = "llm/v1/chat"
 
 
 @dataclass(frozen=True)
 class Found:
     value: str  # what the prompt takes
     label: str  # what a person recognizes it by
+    suits_prompt: bool = True  # False: listed, but not what the prompt asks for
+    members: tuple[str, ...] = ()  # the functions of a schema
 
 
 @dataclass(frozen=True)
 class Kind:
     title: str
     prompt: str  # the `databricks bundle init` prompt (databricks_template_schema.json)
-    resource: Callable[[str], str]  # its databricks.yml app resource, for a value
+    resource: Callable[[Found], str]  # its databricks.yml app resources
     list_values: Callable[[WorkspaceClient, str | None], Iterator[Found]]
 
 
@@ -93,7 +102,10 @@ def function_schemas(client: WorkspaceClient, catalog: str | None) -> Iterator[F
             ]
             if names:
                 shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
-                yield Found(f"{catalog_name}.{schema.name}", f"{len(names)} functions: {shown}")
+                count = f"{len(names)} function{'s' if len(names) > 1 else ''}"
+                yield Found(
+                    f"{catalog_name}.{schema.name}", f"{count}: {shown}", members=tuple(names)
+                )
 
 
 def connections(client: WorkspaceClient, catalog: str | None) -> Iterator[Found]:
@@ -113,59 +125,78 @@ def sql_warehouses(client: WorkspaceClient, catalog: str | None) -> Iterator[Fou
 def serving_endpoints(client: WorkspaceClient, catalog: str | None) -> Iterator[Found]:
     for endpoint in client.serving_endpoints.list():
         if endpoint.name:
-            yield Found(endpoint.name, endpoint.task or "")
+            # The agent's LLM answers chat completions; other endpoints are listed for context.
+            task = endpoint.task or ""
+            yield Found(endpoint.name, task, suits_prompt=task == CHAT_TASK)
 
 
-def _resource(name: str, body: str) -> str:
-    return f"- name: {name}\n{body}"
+def _resource(name: str, kind: str, /, **fields: str) -> str:
+    """An app resource as databricks.yml lists it under resources.apps.<app>.resources."""
+    lines = [f"- name: {name}", f"  {kind}:", *(f"    {k}: {v}" for k, v in fields.items())]
+    return "\n".join(lines)
 
 
+def _quoted(value: str) -> str:
+    return json.dumps(value)
+
+
+def _securable(name: str, securable_type: str, full_name: str, permission: str) -> str:
+    return _resource(
+        name,
+        "uc_securable",
+        securable_type=securable_type,
+        securable_full_name=_quoted(full_name),
+        permission=permission,
+    )
+
+
+def _function_resources(found: Found) -> str:
+    # App resources grant EXECUTE on one function each: there is no schema-wide securable type.
+    return "\n".join(
+        _securable(
+            f"uc-function-{name.replace('_', '-')}", "FUNCTION", f"{found.value}.{name}", "EXECUTE"
+        )
+        for name in found.members
+    )
+
+
+# The resources mirror the ones databricks.yml has when the prompt is answered at init.
 KINDS = (
     Kind(
         "Genie spaces",
         "genie_space_id",
-        lambda v: _resource(
+        lambda f: _resource(
             "genie-space",
-            f'  genie_space:\n    name: "{v}"\n    space_id: "{v}"\n    permission: CAN_RUN',
+            "genie_space",
+            name=_quoted(f.value),
+            space_id=_quoted(f.value),
+            permission="CAN_RUN",
         ),
         genie_spaces,
     ),
     Kind(
         "Vector Search indexes",
         "vector_search_index",
-        lambda v: _resource(
-            "vector-search-index",
-            f'  uc_securable:\n    securable_type: TABLE\n    securable_full_name: "{v}"\n'
-            "    permission: SELECT",
-        ),
+        lambda f: _securable("vector-search-index", "TABLE", f.value, "SELECT"),
         vector_search_indexes,
     ),
     Kind(
         "Unity Catalog functions (by schema)",
         "uc_function_schema",
-        # App resources grant EXECUTE on one function each: one such resource per function.
-        lambda v: _resource(
-            "uc-function-my-function",
-            "  uc_securable:\n    securable_type: FUNCTION\n"
-            f'    securable_full_name: "{v}.my_function"\n    permission: EXECUTE',
-        ),
+        _function_resources,
         function_schemas,
     ),
     Kind(
         "Unity Catalog connections",
         "uc_connection",
-        lambda v: _resource(
-            "uc-connection",
-            f'  uc_securable:\n    securable_type: CONNECTION\n    securable_full_name: "{v}"\n'
-            "    permission: USE_CONNECTION",
-        ),
+        lambda f: _securable("uc-connection", "CONNECTION", f.value, "USE_CONNECTION"),
         connections,
     ),
     Kind(
         "SQL warehouses",
         "sql_warehouse_id",
-        lambda v: _resource(
-            "sql-warehouse", f'  sql_warehouse:\n    id: "{v}"\n    permission: CAN_USE'
+        lambda f: _resource(
+            "sql-warehouse", "sql_warehouse", id=_quoted(f.value), permission="CAN_USE"
         ),
         sql_warehouses,
     ),
@@ -173,7 +204,7 @@ KINDS = (
         "Serving endpoints",
         "serving_endpoint",
         # The project names its LLM endpoint in a bundle variable, not in a resource of its own.
-        lambda v: f"# uv run deploy --var serving_endpoint={v}",
+        lambda f: f"# uv run deploy --var serving_endpoint={f.value}",
         serving_endpoints,
     ),
 )
@@ -192,7 +223,7 @@ def read_listing(
     try:
         return Listing(kind, list(islice(kind.list_values(client, catalog), limit)), None)
     except DatabricksError as exc:
-        return Listing(kind, [], f"cannot list {kind.title.lower()}: {exc}")
+        return Listing(kind, [], f"cannot list {kind.title.lower()}: {_short(exc)}")
     except OSError as exc:  # no answer in time (DatabricksError, an OSError too, came first)
         raise unreachable(auth, host, timeout, exc) from None
 
@@ -201,8 +232,16 @@ def read_listing(
 
 
 def config_values(listings: Iterable[Listing]) -> dict[str, str]:
-    """The prompt values that pick the first of each kind found."""
-    return {listing.kind.prompt: listing.found[0].value for listing in listings if listing.found}
+    """The prompt values that pick the first of each kind that fits its prompt."""
+    return {
+        listing.kind.prompt: first.value
+        for listing in listings
+        if (first := _first_suitable(listing)) is not None
+    }
+
+
+def _first_suitable(listing: Listing) -> Found | None:
+    return next((found for found in listing.found if found.suits_prompt), None)
 
 
 def print_text(listings: list[Listing], limit: int) -> None:
@@ -216,19 +255,19 @@ def print_text(listings: list[Listing], limit: int) -> None:
         for found in listing.found:
             console.say(f"  {found.value:<{width}}  {found.label}".rstrip())
         if len(listing.found) == limit:
-            console.say(f"  (the first {limit}; --limit shows more)")
+            console.say(f"  (at most {limit} shown: a higher --limit shows more)")
     values = config_values(listings)
     if not values:
         return
     console.heading(
-        "`databricks bundle init` prompt values (the first of each; --json: a config file)"
+        "`databricks bundle init` prompt values (the first that fits; --json: a config file)"
     )
     for prompt, value in values.items():
         console.say(f"  {prompt}: {value}")
     console.heading("databricks.yml app resources for this project (resources.apps.*.resources)")
     for listing in listings:
-        if listing.found:
-            resource = listing.kind.resource(listing.found[0].value)
+        if (first := _first_suitable(listing)) is not None:
+            resource = listing.kind.resource(first)
             console.say("\n".join(f"  {line}" for line in resource.splitlines()))
 
 
@@ -253,7 +292,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--json",
         action="store_true",
-        help="print only a `databricks bundle init --config-file` JSON of the first of each",
+        help="print only a `databricks bundle init --config-file` JSON: the first of each",
     )
     parser.add_argument(
         "--limit",

@@ -82,6 +82,19 @@ def test_lists_each_kind(discover: Run) -> None:
     assert "  genie_space_id: 01ef0000000000000000000000000001" in result.stdout
     assert 'securable_full_name: "main.docs.chunks_index"' in result.stdout
     assert 'id: "a1b2c3d4e5f60718"' in result.stdout
+    # One app resource per function: EXECUTE is granted on functions, not on schemas.
+    assert 'securable_full_name: "main.tools.lookup_customer"' in result.stdout
+    assert 'securable_full_name: "main.tools.lookup_order"' in result.stdout
+
+
+def test_serving_endpoint_value_is_a_chat_endpoint(discover: Run, fake: FakeWorkspace) -> None:
+    embeddings = {"name": "databricks-gte-large-en", "task": "llm/v1/embeddings"}
+    chat = {"name": "my-llm", "task": "llm/v1/chat"}
+    fake.configure(listings={"serving_endpoints": [embeddings, chat]})
+    result = discover()
+    assert "databricks-gte-large-en" in result.stdout  # listed, but not offered
+    assert "  serving_endpoint: my-llm" in result.stdout
+    assert json.loads(discover("--json").stdout) == {"serving_endpoint": "my-llm"}
 
 
 def test_follows_the_pages(discover: Run, fake: FakeWorkspace) -> None:
@@ -101,7 +114,7 @@ def test_limit_stops_reading(discover: Run, fake: FakeWorkspace) -> None:
     result = discover("--limit", "1")
     assert result.returncode == 0, output(result)
     assert "Sales" in result.stdout and "Support" not in result.stdout
-    assert "(the first 1; --limit shows more)" in result.stdout
+    assert "(at most 1 shown: a higher --limit shows more)" in result.stdout
     assert len(list_calls(fake, "genie_spaces")) == 1
 
 
