@@ -29,8 +29,8 @@ from agent_cli.quickstart import choose_auth
 from agent_cli.workspace_auth import (
     DEFAULT_TIMEOUT_SECONDS,
     Auth,
-    _short,
     connect,
+    short_error,
     unreachable,
 )
 
@@ -223,7 +223,7 @@ def read_listing(
     try:
         return Listing(kind, list(islice(kind.list_values(client, catalog), limit)), None)
     except DatabricksError as exc:
-        return Listing(kind, [], f"cannot list {kind.title.lower()}: {_short(exc)}")
+        return Listing(kind, [], f"cannot list {kind.title.lower()}: {short_error(exc)}")
     except OSError as exc:  # no answer in time (DatabricksError, an OSError too, came first)
         raise unreachable(auth, host, timeout, exc) from None
 
