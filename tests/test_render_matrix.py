@@ -44,8 +44,13 @@ APP_NAME_CHARS = re.compile(r"^[a-z0-9-]+$")
 # the generated project. Every other file under template/{{.app_name}}/ is in every project.
 CONDITIONAL_FILES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     "agent_server/runtime/events.py": lambda c: c["agent_framework"] == "langgraph",
-    "agent_server/runtime/agents_sdk_responses.py": lambda c: c["agent_framework"] == "openai-agents",
-    "agent_server/runtime/agents_sdk_runner.py": lambda c: c["agent_framework"] == "openai-agents",
+    **{
+        name: lambda c: c["agent_framework"] == "openai-agents"
+        for name in (
+            "agent_server/runtime/agents_sdk_responses.py",
+            "agent_server/runtime/agents_sdk_runner.py",
+        )
+    },
     "tests/test_agent.py": lambda c: c["agent_framework"] != "model-serving-migration",
     "tests/test_fake_workspace_clients.py": lambda c: (
         c["agent_framework"] != "model-serving-migration"
