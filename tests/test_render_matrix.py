@@ -44,7 +44,13 @@ APP_NAME_CHARS = re.compile(r"^[a-z0-9-]+$")
 # the generated project. Every other file under template/{{.app_name}}/ is in every project.
 CONDITIONAL_FILES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     "agent_server/runtime/events.py": lambda c: c["agent_framework"] == "langgraph",
-    "agent_server/runtime/agents_sdk.py": lambda c: c["agent_framework"] == "openai-agents",
+    **{
+        name: lambda c: c["agent_framework"] == "openai-agents"
+        for name in (
+            "agent_server/runtime/agents_sdk_responses.py",
+            "agent_server/runtime/agents_sdk_runner.py",
+        )
+    },
     "tests/test_agent.py": lambda c: c["agent_framework"] != "model-serving-migration",
     "tests/test_fake_workspace_clients.py": lambda c: (
         c["agent_framework"] != "model-serving-migration"
@@ -263,7 +269,7 @@ def test_file_set_matches_preamble(rendered: RenderedCombination) -> None:
         assert {"agent_server/runtime/events.py", "tests/test_agent.py"} <= names
         assert "tests/test_migration_scaffold.py" not in names
     elif framework == "openai-agents":
-        assert {"agent_server/runtime/agents_sdk.py", "tests/test_agent.py"} <= names
+        assert {"agent_server/runtime/agents_sdk_responses.py", "tests/test_agent.py"} <= names
         assert not names & {"agent_server/runtime/events.py", "tests/test_migration_scaffold.py"}
     else:
         assert "tests/test_migration_scaffold.py" in names
