@@ -53,8 +53,10 @@ CONDITIONAL_FILES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     "tests/test_shutdown.py": lambda c: c["agent_framework"] != "model-serving-migration",
     "tests/test_tracing_databricks.py": lambda c: c["agent_framework"] != "model-serving-migration",
     "tests/test_migration_scaffold.py": lambda c: c["agent_framework"] == "model-serving-migration",
-    # Tools of the managed MCP servers (every agent) and the memory (LangGraph) (issue 4).
-    "agent_server/runtime/mcp_tools.py": lambda c: c["agent_framework"] != "model-serving-migration",
+    # Tools of the managed MCP servers (every agent) and the memory (LangGraph).
+    "agent_server/runtime/mcp_tools.py": lambda c: (
+        c["agent_framework"] != "model-serving-migration"
+    ),
     "tests/test_tools.py": lambda c: c["agent_framework"] != "model-serving-migration",
     **{
         name: lambda c: c["agent_framework"] == "langgraph" and c["memory"] != "none"
@@ -944,9 +946,10 @@ def subagent_entries(value: str) -> list[str]:
     return re.findall(r"[^, ]+", value)
 
 
-def subagent_tool_name(entry: str) -> str:
-    """The generated tool name (see template/__preamble.tmpl), for telling duplicates apart."""
-    return "ask_" + re.sub(r"[^a-z0-9]+", "_", re.sub(r"^apps/", "app_", entry).lower())
+def subagent_tools(project: Path) -> dict[str, str]:
+    """Target -> tool name, as rendered in the project's SUBAGENTS (library/subagents.tmpl)."""
+    code = (project / "agent_server" / "runtime" / "subagents.py").read_text(encoding="utf-8")
+    return dict(re.findall(r'target="([^"]*)",\s*tool_name="([^"]*)"', code))
 
 
 def subagent_resources(project: Path) -> dict[str, dict[str, Any]]:
@@ -969,14 +972,18 @@ def test_subagent_values_change_only_literals(
     """Any legal list gives the structure of a plain list with the same kinds of entries: each
     entry becomes string literals and YAML strings (exactly as given), never code or keys."""
     entries = subagent_entries(value)
-    tools = [subagent_tool_name(entry) for entry in entries]
-    assume(entries and len(set(tools)) == len(tools))
+    assume(entries)
     plain = ", ".join(
         f"apps/app-{i}" if entry.startswith("apps/") else f"endpoint-{i}"
         for i, entry in enumerate(entries)
     )
     config = {"agent_framework": "openai-agents"}
-    project = render_project(tmp_path_factory.mktemp("subagents"), {**config, "subagents": value})
+    out = tmp_path_factory.mktemp("subagents") / "out"
+    result = render({**config, "subagents": value}, out)
+    # Entries that differ in case or punctuation only are rejected (see the test below).
+    assume("as an entry before it does" not in result.stderr)
+    assert result.returncode == 0, result.stderr
+    project = out / str(full_config(config)["app_name"])
     reference = render_project(tmp_path_factory.mktemp("plain"), {**config, "subagents": plain})
     assert file_shapes(project) == file_shapes(reference)
     granted = []
@@ -989,14 +996,20 @@ def test_subagent_values_change_only_literals(
         else ("serving_endpoint", entry, "CAN_QUERY")
         for entry in entries
     ]
-    code = (project / "agent_server" / "runtime" / "subagents.py").read_text(encoding="utf-8")
-    for entry, tool in zip(entries, tools, strict=True):
-        assert f'target="{entry}"' in code and f'tool_name="{tool}"' in code
+    tools = subagent_tools(project)
+    assert list(tools) == entries
+    assert len(set(tools.values())) == len(entries)
+    assert all(re.fullmatch(r"ask_[a-z0-9]+(_[a-z0-9]+)*", tool) for tool in tools.values())
 
 
 def test_subagents_become_distinct_app_resources(tmp_path: Path) -> None:
     value = "research-agent, apps/billing-agent,Other_Endpoint"
     project = render_project(tmp_path, {"subagents": value})
+    assert subagent_tools(project) == {
+        "research-agent": "ask_research_agent",
+        "apps/billing-agent": "ask_app_billing_agent",
+        "Other_Endpoint": "ask_other_endpoint",
+    }
     resources = subagent_resources(project)
     assert list(resources) == [
         "subagent-research-agent",
@@ -1014,7 +1027,7 @@ def test_subagents_become_distinct_app_resources(tmp_path: Path) -> None:
 
 
 # An app resource's `name`: the Apps API answers 400 INVALID_PARAMETER_VALUE beyond 30
-# characters. library/resources.tmpl ("subagent_app_resources") names the sub-agents' resources
+# characters. library/subagents.tmpl names the sub-agents' resources
 # within it, and `uv run migrate` (agent_cli/migration/resources.py) uses the same limit.
 MAX_APP_RESOURCE_NAME = 30
 
@@ -1035,9 +1048,9 @@ def test_long_subagent_names_fit_the_app_resource_name_limit(tmp_path: Path) -> 
 
 
 def test_migration_uses_the_templates_app_resource_name_limit() -> None:
-    define = (REPO_ROOT / "library" / "resources.tmpl").read_text(encoding="utf-8")
+    define = (REPO_ROOT / "library" / "subagents.tmpl").read_text(encoding="utf-8")
     match = re.search(r"\$max_resource_name := (\d+)", define)
-    assert match, "library/resources.tmpl does not define $max_resource_name"
+    assert match, "library/subagents.tmpl does not define $max_resource_name"
     assert int(match[1]) == MAX_APP_RESOURCE_NAME
     migration = PROJECT_TEMPLATE_DIR / "agent_cli" / "migration" / "resources.py"
     tree = ast.parse(migration.read_text(encoding="utf-8"))
@@ -1057,9 +1070,12 @@ def test_migration_uses_the_templates_app_resource_name_limit() -> None:
 def test_subagents_that_give_the_same_tool_are_rejected(
     tmp_path: Path, value: str, entry: str
 ) -> None:
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (tool,) = subagent_tools(render_project(alone, {"subagents": entry})).values()
     out = tmp_path / "out"
     out.mkdir()
     result = render({"subagents": value}, out)
     assert result.returncode != 0
-    assert f'subagents: "{entry}" gives the tool name {subagent_tool_name(entry)}' in result.stderr
+    assert f'subagents: "{entry}" gives the tool name {tool}, as an entry before' in result.stderr
     assert list(out.iterdir()) == []
