@@ -360,6 +360,116 @@ def test_text_hygiene(rendered: RenderedCombination) -> None:
     assert not problems, "\n".join(problems)
 
 
+# What a project may only mention when it has it: each feature's words, and whether the project
+# (its full config) has the feature. A README or docstring that names a framework, option or
+# file the project lacks sends its reader looking for something that is not there.
+ABSENT_FEATURE_WORDS: dict[str, tuple[re.Pattern[str], Callable[[Mapping[str, Any]], bool]]] = {
+    "LangGraph": (
+        re.compile(r"LangGraph|langgraph|LangChain|langchain"),
+        lambda c: c["agent_framework"] == "langgraph",
+    ),
+    "Agents SDK": (
+        re.compile(r"Agents SDK|openai-agents|openai_agents|agents_sdk"),
+        lambda c: c["agent_framework"] == "openai-agents",
+    ),
+    "migration": (
+        re.compile(r"\b[Mm]igrat(?:e|ed|ion|ing)\b|Not[Mm]igrated|not_migrated"),
+        lambda c: c["agent_framework"] == "model-serving-migration",
+    ),
+    "memory": (
+        re.compile(r"Lakebase|lakebase|LAKEBASE|checkpointer"),
+        lambda c: c["memory"] != "none",
+    ),
+    "chat page": (
+        re.compile(r"chat page|chat UI|chat_ui", re.IGNORECASE),
+        CONDITIONAL_FILES["agent_server/runtime/chat_ui.py"],
+    ),
+    "sub-agents": (
+        re.compile(r"sub-?agent", re.IGNORECASE),
+        CONDITIONAL_FILES["agent_server/runtime/subagents.py"],
+    ),
+    "user auth": (
+        re.compile(r"on-behalf-of|on behalf of|user_auth|user_api_scopes", re.IGNORECASE),
+        CONDITIONAL_FILES["agent_server/runtime/user_auth.py"],
+    ),
+    "CI workflow": (
+        re.compile(r"\.github/|GitHub Actions|CI workflow"),
+        lambda c: c["ci_workflow"] == "yes",
+    ),
+}
+
+# The fake workspace stands in for a whole Databricks workspace, every service the template can
+# use included: its mentions are of the workspace's services, not of the project's options.
+WORKSPACE_FAKE = ("tests/fake_workspace/", "tests/test_fake_workspace_resources.py")
+
+# (file, feature) mentions still to remove, in files being reworked at the same time; prune an
+# entry once its file no longer has the mention.
+ALLOWED_MENTIONS: set[tuple[str, str]] = {
+    # The server entry and its adapter, cancellation and errors.
+    ("agent_server/start_server.py", "chat page"),
+    ("agent_server/runtime/handler_adapter.py", "LangGraph"),
+    ("agent_server/runtime/cancellation.py", "LangGraph"),
+    ("agent_server/runtime/errors.py", "memory"),
+    ("agent_server/runtime/errors.py", "migration"),
+    # The LangGraph agent's memory.
+    ("agent_server/runtime/memory.py", "chat page"),
+    ("tests/test_memory.py", "chat page"),
+    # The migration scaffold (`uv run migrate` moves agents of any framework and option).
+    ("pyproject.toml", "LangGraph"),
+    ("README.md", "LangGraph"),
+    ("README.md", "memory"),
+    ("README.md", "user auth"),
+    ("agent_cli/migration/bundle.py", "user auth"),
+    ("agent_cli/migration/planner.py", "user auth"),
+    ("agent_cli/migration/report.py", "user auth"),
+    ("agent_cli/migration/resources.py", "memory"),
+    ("agent_cli/migration/resources.py", "user auth"),
+    ("tests/migration/agents/langgraph_agent.py", "LangGraph"),
+    ("tests/migration/conftest.py", "LangGraph"),
+    ("tests/migration/conftest.py", "memory"),
+    ("tests/migration/test_migrate_agents.py", "memory"),
+    ("tests/migration/test_migrate_agents.py", "user auth"),
+    ("tests/migration/test_migrate_inputs.py", "LangGraph"),
+    ("tests/migration/test_migrate_inputs.py", "user auth"),
+    ("tests/migration/test_migrate_units.py", "memory"),
+    ("tests/migration/test_migrate_units.py", "user auth"),
+    # Commands and test helpers that handle every framework's and option's case in one file.
+    ("agent_cli/evaluate.py", "migration"),
+    ("agent_cli/preflight.py", "migration"),
+    ("agent_cli/project.py", "memory"),
+    ("agent_cli/quickstart.py", "memory"),
+    ("tests/agent_process.py", "migration"),
+    ("tests/cli_support.py", "migration"),
+    ("tests/test_quickstart.py", "memory"),
+}
+
+
+def mentions_of_absent_features(project: Path, config: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """(file, feature) for each file of `project` that names a feature `config` lacks."""
+    full = full_config(config)
+    absent = {
+        feature: pattern
+        for feature, (pattern, has) in ABSENT_FEATURE_WORDS.items()
+        if not has(full)
+    }
+    found = set()
+    for path in project_files(project):
+        name = path.relative_to(project).as_posix()
+        if name.startswith(WORKSPACE_FAKE):
+            continue
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        found |= {(name, feature) for feature, pattern in absent.items() if pattern.search(text)}
+    return found
+
+
+def test_no_mention_of_what_the_project_does_not_have(rendered: RenderedCombination) -> None:
+    found = mentions_of_absent_features(rendered.project, rendered.config)
+    problems = sorted(found - ALLOWED_MENTIONS)
+    assert not problems, "mentions of what this project does not have:\n" + "\n".join(
+        f"{name}: {feature}" for name, feature in problems
+    )
+
+
 def test_bundle_loads_strictly(rendered: RenderedCombination) -> None:
     document = bundle_document(rendered)
     views = bv.load_bundle_all_targets(document)
