@@ -202,8 +202,8 @@ def tune_local_store(tracking_uri: str) -> None:
     sqlite takes one writer at a time, so mlflow's ten export threads only queue for its lock
     and spend CPU doing it: two suffice. Spans are written in batches of up to 50 rather than 5
     (fewer transactions), and the database is put in write-ahead-log mode, which it keeps, so a
-    commit appends to one log file instead of creating and deleting a journal. Measured with
-    bench/trace_export.py in the template repository. Variables already set win.
+    commit appends to one log file instead of creating and deleting a journal. Variables already
+    set win.
     """
     if not tracking_uri.startswith("sqlite:///"):
         return
