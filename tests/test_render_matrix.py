@@ -63,7 +63,9 @@ CONDITIONAL_FILES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     "tests/test_tracing_databricks.py": lambda c: c["agent_framework"] != "model-serving-migration",
     "tests/test_migration_scaffold.py": lambda c: c["agent_framework"] == "model-serving-migration",
     # Tools of the managed MCP servers (every agent) and the memory (LangGraph) (issue 4).
-    "agent_server/runtime/mcp_tools.py": lambda c: c["agent_framework"] != "model-serving-migration",
+    "agent_server/runtime/mcp_tools.py": lambda c: (
+        c["agent_framework"] != "model-serving-migration"
+    ),
     "tests/test_tools.py": lambda c: c["agent_framework"] != "model-serving-migration",
     **{
         name: lambda c: c["agent_framework"] == "langgraph" and c["memory"] != "none"
@@ -270,7 +272,10 @@ def test_file_set_matches_preamble(rendered: RenderedCombination) -> None:
         assert "tests/test_migration_scaffold.py" not in names
     elif framework == "openai-agents":
         assert {"agent_server/runtime/agents_sdk.py", "tests/test_agent.py"} <= names
-        assert not names & {"agent_server/runtime/langgraph_responses.py", "tests/test_migration_scaffold.py"}
+        assert not names & {
+            "agent_server/runtime/langgraph_responses.py",
+            "tests/test_migration_scaffold.py",
+        }
     else:
         assert "tests/test_migration_scaffold.py" in names
         assert not names & {"agent_server/runtime/langgraph_responses.py", "tests/test_agent.py"}
