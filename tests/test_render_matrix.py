@@ -43,7 +43,16 @@ APP_NAME_CHARS = re.compile(r"^[a-z0-9-]+$")
 # Files that only some combinations get (decided in template/__preamble.tmpl), by path inside
 # the generated project. Every other file under template/{{.app_name}}/ is in every project.
 CONDITIONAL_FILES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
-    "agent_server/runtime/events.py": lambda c: c["agent_framework"] == "langgraph",
+    **{
+        name: lambda c: c["agent_framework"] == "langgraph"
+        for name in (
+            "agent_server/runtime/langgraph_responses.py",
+            "agent_server/runtime/langgraph_build.py",
+            "agent_server/runtime/langgraph_tracing.py",
+            "agent_server/runtime/once.py",
+            "tests/test_once.py",
+        )
+    },
     **{
         name: lambda c: c["agent_framework"] == "openai-agents"
         for name in (
@@ -266,14 +275,17 @@ def test_file_set_matches_preamble(rendered: RenderedCombination) -> None:
     names = relative_names(rendered.project)
     framework = rendered.config["agent_framework"]
     if framework == "langgraph":
-        assert {"agent_server/runtime/events.py", "tests/test_agent.py"} <= names
+        assert {"agent_server/runtime/langgraph_responses.py", "tests/test_agent.py"} <= names
         assert "tests/test_migration_scaffold.py" not in names
     elif framework == "openai-agents":
         assert {"agent_server/runtime/agents_sdk_responses.py", "tests/test_agent.py"} <= names
-        assert not names & {"agent_server/runtime/events.py", "tests/test_migration_scaffold.py"}
+        assert not names & {
+            "agent_server/runtime/langgraph_responses.py",
+            "tests/test_migration_scaffold.py",
+        }
     else:
         assert "tests/test_migration_scaffold.py" in names
-        assert not names & {"agent_server/runtime/events.py", "tests/test_agent.py"}
+        assert not names & {"agent_server/runtime/langgraph_responses.py", "tests/test_agent.py"}
     expected = expected_files(rendered.config)
     assert names == expected, (
         f"missing: {sorted(expected - names)}; unexpected: {sorted(names - expected)}"
