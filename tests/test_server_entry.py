@@ -18,6 +18,12 @@ VARIANTS = {
     "langgraph-async-no-chat-ui": {"agent_framework": "langgraph", "async": "yes", "chat_ui": "no"},
     "openai-agents": {"agent_framework": "openai-agents", "async": "yes"},
     "model-serving-migration": {"agent_framework": "model-serving-migration"},
+    "langgraph-memory": {
+        "agent_framework": "langgraph",
+        "memory": "short-term",
+        "lakebase_project": "p",
+        "lakebase_branch": "production",
+    },
 }
 # mlflow's private names: underscored attributes of mlflow modules, the agent server's handler
 # slots, and the lifespan that its AgentServer sets on the app.
@@ -33,6 +39,15 @@ def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     result = render(config, out / "out")
     assert result.returncode == 0, result.stderr
     return out / "out" / "my-agent"
+
+
+def test_errors_name_only_what_the_project_has(project: Path) -> None:
+    errors = (project / "agent_server" / "runtime" / "errors.py").read_text(encoding="utf-8")
+    has_memory = (project / "agent_server" / "runtime" / "memory.py").exists()
+    migration = (project / "agent_cli" / "migration").exists()
+    assert ("NotMigratedError" in errors) == migration
+    assert ("psycopg" in errors) == has_memory
+    assert ("Lakebase" in errors) == has_memory
 
 
 def test_start_server_has_an_app_factory_and_no_import_tricks(project: Path) -> None:
