@@ -100,7 +100,7 @@ def start_tracking(experiment: list[object]) -> None:
     """Look the experiment up once, start tracing, track the version (may block on the store).
 
     Left to itself, mlflow looks up MLFLOW_EXPERIMENT_ID in the tracking store at the start of
-    every trace, on the request's own thread (mlflow.tracking.fluent._get_experiment_id reads
+    every trace, on the request's own thread (mlflow.tracking.fluent's experiment lookup reads
     the variable and calls get_experiment unless an experiment is active), and again when it
     first builds its exporter (to find a Unity Catalog trace destination). Against a store that
     is slow or down, every request would wait for it. `mlflow.set_experiment` does the lookup
