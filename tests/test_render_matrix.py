@@ -424,14 +424,14 @@ WORKSPACE_FAKE = ("tests/fake_workspace/", "tests/test_fake_workspace_resources.
 # (file, feature) mentions still to remove, in files being reworked at the same time; prune an
 # entry once its file no longer has the mention.
 ALLOWED_MENTIONS: set[tuple[str, str]] = {
-    # The request adapter and cancellation, written for every framework.
+    # The request adapter, written for every framework.
     ("agent_server/runtime/handler_adapter.py", "LangGraph"),
-    ("agent_server/runtime/cancellation.py", "LangGraph"),
     # The LangGraph agent's memory.
     ("agent_server/runtime/memory.py", "chat page"),
     ("tests/test_memory.py", "chat page"),
     # The migration scaffold (`uv run migrate` moves agents of any framework and option).
     ("pyproject.toml", "LangGraph"),
+    ("agent_server/runtime/cancellation.py", "LangGraph"),
     ("README.md", "LangGraph"),
     ("README.md", "memory"),
     ("README.md", "user auth"),

@@ -21,6 +21,11 @@ class Once(Generic[T]):
         self._lock = threading.Lock()
         self._value: T | None = None
 
+    @property
+    def done(self) -> bool:
+        """Whether the value is built."""
+        return self._value is not None
+
     def get(self) -> T:
         if self._value is None:
             with self._lock:
@@ -36,6 +41,11 @@ class AsyncOnce(Generic[T]):
         self._build = build
         self._lock = asyncio.Lock()
         self._value: T | None = None
+
+    @property
+    def done(self) -> bool:
+        """Whether the value is built."""
+        return self._value is not None
 
     async def get(self) -> T:
         if self._value is None:
