@@ -48,6 +48,7 @@ CONDITIONAL_FILES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
         for name in (
             "agent_server/runtime/langgraph_responses.py",
             "agent_server/runtime/langgraph_build.py",
+            "agent_server/runtime/langgraph_mcp_tools.py",
             "agent_server/runtime/langgraph_tracing.py",
             "agent_server/runtime/once.py",
             "tests/test_once.py",
@@ -58,6 +59,7 @@ CONDITIONAL_FILES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
         for name in (
             "agent_server/runtime/agents_sdk_responses.py",
             "agent_server/runtime/agents_sdk_runner.py",
+            "agent_server/runtime/agents_sdk_mcp_tools.py",
         )
     },
     "tests/test_agent.py": lambda c: c["agent_framework"] != "model-serving-migration",
@@ -69,9 +71,6 @@ CONDITIONAL_FILES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     "tests/test_tracing_databricks.py": lambda c: c["agent_framework"] != "model-serving-migration",
     "tests/test_migration_scaffold.py": lambda c: c["agent_framework"] == "model-serving-migration",
     # Tools of the managed MCP servers (every agent) and the memory (LangGraph).
-    "agent_server/runtime/mcp_tools.py": lambda c: (
-        c["agent_framework"] != "model-serving-migration"
-    ),
     "tests/test_tools.py": lambda c: c["agent_framework"] != "model-serving-migration",
     **{
         name: lambda c: c["agent_framework"] == "langgraph" and c["memory"] != "none"
@@ -424,8 +423,6 @@ WORKSPACE_FAKE = ("tests/fake_workspace/", "tests/test_fake_workspace_resources.
 # (file, feature) mentions still to remove, in files being reworked at the same time; prune an
 # entry once its file no longer has the mention.
 ALLOWED_MENTIONS: set[tuple[str, str]] = {
-    # The request adapter, written for every framework.
-    ("agent_server/runtime/handler_adapter.py", "LangGraph"),
     # The LangGraph agent's memory.
     ("agent_server/runtime/memory.py", "chat page"),
     ("tests/test_memory.py", "chat page"),

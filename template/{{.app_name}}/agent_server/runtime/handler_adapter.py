@@ -18,9 +18,10 @@ Nothing is retried here: the LLM client retries a failed call before its answer 
 agent.py), and once tokens have reached the client a retry would send them twice.
 
 Cancellation: when the client goes away mid-stream, the stream is abandoned. An async handler
-runs in a task of its own, which is cancelled at once (LangGraph then cancels its LLM call); a
-sync generator cannot be interrupted on its thread: its LLM call stops at the LLM's next token
-(cancellation.py) and the generator is closed after the item it is producing. A request over
+runs in a task of its own, which is cancelled at once (its clean-up then cancels the LLM
+call); a sync generator cannot be interrupted on its thread: its LLM call stops at the LLM's
+next token where cancellation.py can stop it, and the generator is closed after the item it is
+producing. A request over
 AGENT_REQUEST_TIMEOUT_SECONDS is abandoned the same way.
 """
 
@@ -183,7 +184,7 @@ async def iterate_in_task(
 
     Why a task: mlflow's server stops a stream whose client went away by cancelling it through
     an anyio cancel scope, which cancels every later await as well, including those of the
-    iterator's clean-up (where LangGraph cancels its running LLM call). The task is cancelled
+    iterator's clean-up (where the agent cancels its running LLM call). The task is cancelled
     the plain asyncio way, once, and cleans up to the end. `abandoned` is set as it is.
     """
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -248,8 +249,8 @@ async def iterate_in_thread(
 
     The whole iteration runs in one thread and one copied context, so context managers that span
     several items (trace spans opened inside the generator) work as in plain sync code. When the
-    consumer stops early (the client went away), `abandoned` is set: LLM calls made with
-    LangChain stop at their next token (cancellation.py), and the generator is closed after its
+    consumer stops early (the client went away), `abandoned` is set: the LLM calls that
+    cancellation.py watches stop at their next token, and the generator is closed after its
     current item.
     """
     loop = asyncio.get_running_loop()

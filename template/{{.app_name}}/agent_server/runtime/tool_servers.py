@@ -8,7 +8,7 @@ Each workspace resource chosen at `bundle init` sets one variable (app.yaml, dat
     UC_FUNCTION_SCHEMA   <host>/api/2.0/mcp/functions/{catalog}/{schema}[/{function}]
     UC_CONNECTION        <host>/api/2.0/mcp/external/{connection}
 
-Nothing here depends on an agent framework: agent.py turns these servers into its tools.
+Nothing here depends on an agent framework: its `*_mcp_tools.py` turns these servers into tools.
 """
 
 import os
@@ -54,3 +54,13 @@ def configured_tool_servers(environ: dict[str, str] | None = None) -> list[ToolS
         path = f"/api/2.0/mcp/external/{quote(connection, safe='')}"
         servers.append(ToolServer("external", path, connection))
     return servers
+
+
+def failure_reason(exc: BaseException) -> str:
+    """Why a tool server or call failed, in one line the LLM and the log can read."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {TOOL_TIMEOUT_SECONDS:g} s (AGENT_TOOL_TIMEOUT_SECONDS)"
+    # TaskGroup errors (the MCP client's) hide the cause inside.
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"[:500]
