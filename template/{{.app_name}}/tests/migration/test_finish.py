@@ -19,8 +19,14 @@ IGNORED = shutil.ignore_patterns(
 )
 MIGRATED_AGENT = '''"""An agent moved from Model Serving: it echoes the last message."""
 
-from mlflow.genai.agent_server import invoke
-from mlflow.types.responses import ResponsesAgentRequest, ResponsesAgentResponse
+from collections.abc import Iterator
+
+from mlflow.genai.agent_server import invoke, stream
+from mlflow.types.responses import (
+    ResponsesAgentRequest,
+    ResponsesAgentResponse,
+    ResponsesAgentStreamEvent,
+)
 
 
 @invoke()
@@ -36,6 +42,12 @@ def invoke_handler(request: ResponsesAgentRequest) -> ResponsesAgentResponse:
             }
         ]
     )
+
+
+@stream()
+def stream_handler(request: ResponsesAgentRequest) -> Iterator[ResponsesAgentStreamEvent]:
+    for item in invoke_handler(request).output:
+        yield ResponsesAgentStreamEvent(type="response.output_item.done", item=item)
 '''
 MIGRATION_ONLY = ["agent_cli/migration", "tests/migration", "tests/test_migration_scaffold.py"]
 
