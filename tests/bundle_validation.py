@@ -4,8 +4,10 @@
    `resources.apps.*`, `MlflowExperiment` for `resources.experiments.*`), strictly: an unknown
    field, a missing required field, a wrong container type or an unknown enum value is an
    error naming its path. A target's overrides (`targets.<t>.resources`) are merged in first.
-2. `schema_errors()` validates the whole document against the bundle JSON Schema named by the
-   BUNDLE_SCHEMA environment variable (`databricks bundle schema` prints it).
+2. `schema_errors()` validates the whole document against the bundle JSON Schema: the file named
+   by the BUNDLE_SCHEMA environment variable, else what `databricks bundle schema` prints when a
+   Databricks CLI is on PATH. With neither, `require_bundle_schema()` skips the check saying why,
+   and fails it under CI=true (CI must never skip it).
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import dataclasses
 import functools
 import json
 import os
+import shutil
+import subprocess
+import tempfile
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
@@ -25,6 +30,7 @@ from typing import Any, Union
 
 import jsonschema
 import jsonschema.validators
+import pytest
 import regex
 import yaml
 from databricks.bundles.apps import App
@@ -33,9 +39,9 @@ from databricks.bundles.experiments import MlflowExperiment
 
 BUNDLE_SCHEMA_ENV = "BUNDLE_SCHEMA"
 BUNDLE_SCHEMA_HINT = (
-    f"set {BUNDLE_SCHEMA_ENV} to the bundle JSON Schema: "
-    f"{BUNDLE_SCHEMA_ENV}=../shared/reference/bundle-schema.json "
-    "(relative to the repo root) or a file holding the output of `databricks bundle schema`"
+    f"set {BUNDLE_SCHEMA_ENV} to a file holding the output of `databricks bundle schema` "
+    f"(e.g. {BUNDLE_SCHEMA_ENV}=../shared/reference/bundle-schema.json, relative to the repo "
+    "root), or put the Databricks CLI on PATH"
 )
 
 # The resource types a generated bundle may declare, by their key under `resources:`.
@@ -328,8 +334,38 @@ def _compiled(pattern: str) -> regex.Pattern[str]:
 
 
 def bundle_schema_path() -> Path | None:
+    """The bundle JSON Schema: $BUNDLE_SCHEMA, else `databricks bundle schema`; else None."""
     value = os.environ.get(BUNDLE_SCHEMA_ENV)
-    return Path(value) if value else None
+    if value:
+        return Path(value)
+    return _schema_from_cli(shutil.which("databricks"))
+
+
+@functools.cache
+def _schema_from_cli(cli: str | None) -> Path | None:
+    """`databricks bundle schema` saved to a file, once per process and CLI."""
+    if cli is None:
+        return None
+    result = subprocess.run(
+        [cli, "bundle", "schema"], capture_output=True, text=True, timeout=120, check=False
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"`{cli} bundle schema` failed: {result.stderr.strip()[:500]}")
+    folder = Path(tempfile.mkdtemp(prefix="bundle-schema-"))
+    path = folder / "bundle-schema.json"
+    path.write_text(result.stdout, encoding="utf-8")
+    return path
+
+
+def require_bundle_schema() -> Path:
+    """The bundle JSON Schema, or a skip that says how to get it (a failure under CI=true)."""
+    path = bundle_schema_path()
+    if path is not None:
+        return path
+    reason = f"no bundle JSON Schema for this check: {BUNDLE_SCHEMA_HINT}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI=true: the check must run)")
+    pytest.skip(reason)
 
 
 @functools.cache
@@ -341,13 +377,13 @@ def _validator_for(path: str) -> jsonschema.protocols.Validator:
 
 
 def bundle_schema_validator() -> jsonschema.protocols.Validator:
-    """The compiled validator for the schema at $BUNDLE_SCHEMA (cached per process).
+    """The compiled validator for the bundle JSON Schema (cached per process).
 
-    Raises RuntimeError with setup instructions when BUNDLE_SCHEMA is unset or missing.
+    Raises RuntimeError with setup instructions when there is none, or BUNDLE_SCHEMA is missing.
     """
     path = bundle_schema_path()
     if path is None:
-        raise RuntimeError(f"{BUNDLE_SCHEMA_ENV} is not set: {BUNDLE_SCHEMA_HINT}")
+        raise RuntimeError(f"no bundle JSON Schema: {BUNDLE_SCHEMA_HINT}")
     if not path.is_file():
         raise RuntimeError(
             f"{BUNDLE_SCHEMA_ENV}={path} is not a file (cwd {Path.cwd()}): {BUNDLE_SCHEMA_HINT}"

@@ -6,12 +6,18 @@ from pathlib import Path
 
 
 def project_env() -> dict[str, str]:
-    """This environment minus this repository's virtualenv and any Databricks or MLflow settings."""
-    return {
+    """This environment minus this repository's virtualenv and any Databricks or MLflow settings.
+
+    BUNDLE_SCHEMA, when set, is made absolute: the project's tests run in its own folder.
+    """
+    env = {
         key: value
         for key, value in os.environ.items()
         if key != "VIRTUAL_ENV" and not key.startswith(("DATABRICKS_", "MLFLOW_"))
     }
+    if env.get("BUNDLE_SCHEMA"):
+        env["BUNDLE_SCHEMA"] = str(Path(env["BUNDLE_SCHEMA"]).resolve())
+    return env
 
 
 def run(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:

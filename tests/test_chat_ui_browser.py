@@ -5,7 +5,9 @@ A LangGraph project is rendered with chat_ui=yes and installed; its fake workspa
 and the answer must stream in from the fake LLM ("You said: ..."); a second question makes the
 agent call its tool, which the page shows with its arguments and result. Then the failure paths:
 an error event in the middle of the stream (the fake LLM fails) and an HTTP error (a body over the
-server's limit), and a new conversation. Screenshots land in build/artifacts/.
+server's limit), and a new conversation. Last, a rating (thumbs up, kept as MLflow feedback on the
+answer's trace in the server's local tracking store), the configured greeting, and the
+conversation kept across a reload. Screenshots land in build/artifacts/.
 
 Chromium comes from Debian (`scripts/install-prereqs.sh` installs `chromium` and
 `chromium-driver`); nothing is downloaded here.
@@ -14,6 +16,7 @@ Chromium comes from Debian (`scripts/install-prereqs.sh` installs `chromium` and
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -48,6 +51,7 @@ MAX_BODY_BYTES = 4_000
 TOKEN_DELAY = 0.05
 BOOT_TIMEOUT = 120
 ANSWER_TIMEOUT = 60
+GREETING = "Hello from the browser test: ask me anything."
 CHROMIUM_FLAGS = (
     "--headless=new",
     "--no-sandbox",
@@ -157,6 +161,9 @@ def chat_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatApp]:
             "AGENT_ENV_FILE": os.devnull,
             "AGENT_LLM_MAX_RETRIES": "0",  # a failed LLM call fails the answer at once
             "AGENT_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
+            # Answers are traced, so the page offers ratings.
+            "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+            "CHAT_GREETING": GREETING,
         }
         port = free_port()
         server_args = ["uv", "run", "--no-sync", "start-app", "--port", str(port)]
@@ -304,6 +311,8 @@ def test_chat_page_shows_errors_and_starts_new_conversations(
 ) -> None:
     browser.get(f"{chat_app.url}/")
     browser.execute_script(RECORDERS)
+    # The page shows the conversation kept from the test before: start a new one.
+    browser.find_element(By.ID, "new-chat").click()
     first_id = browser.find_element(By.ID, "conversation-id").text
 
     # An error event in the stream: the LLM endpoint fails once.
@@ -351,6 +360,83 @@ def test_chat_page_shows_errors_and_starts_new_conversations(
     last = sent_bodies(browser)[-1]
     assert last["context"] == {"conversation_id": new_id}
     assert last["input"] == [{"role": "user", "content": "A fresh start"}]
+
+
+def stored_conversation(driver: WebDriver) -> dict[str, Any]:
+    """What the page keeps in localStorage: {"id": ..., "turns": [...]}."""
+    return driver.execute_script(
+        "return JSON.parse(localStorage.getItem(`chat:${new URL(document.baseURI).pathname}`));"
+    )
+
+
+def feedback_on(chat_app: ChatApp, trace_id: str) -> list[dict[str, Any]]:
+    """The assessments of `trace_id` in the server's tracking store, read with mlflow."""
+    script = (
+        "import json, sys\n"
+        "from mlflow import MlflowClient\n"
+        "trace = MlflowClient().get_trace(sys.argv[1])\n"
+        "print(json.dumps([{'name': a.name, 'value': a.value, 'source': a.source.source_type}"
+        " for a in trace.info.assessments]))\n"
+    )
+    python = chat_app.project / ".venv" / "bin" / "python"
+    result = subprocess.run(
+        [str(python), "-c", script, trace_id],
+        cwd=chat_app.project,
+        env=chat_app.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_answers_are_rated_and_the_conversation_survives_a_reload(
+    chat_app: ChatApp, browser: WebDriver
+) -> None:
+    browser.get(f"{chat_app.url}/")
+    browser.find_element(By.ID, "new-chat").click()
+    empty = browser.find_element(By.ID, "empty")
+    assert empty.is_displayed() and empty.text == GREETING
+
+    turn = ask(browser, "Rate me, please")
+    assert turn.get_attribute("data-state") == "done", turn.text
+    up, down = turn.find_elements(By.CSS_SELECTOR, ".feedback .rate")
+    assert (up.get_attribute("title"), down.get_attribute("title")) == ("Good answer", "Bad answer")
+    up.click()
+    WebDriverWait(browser, ANSWER_TIMEOUT, poll_frequency=0.1).until(
+        lambda d: up.get_attribute("aria-pressed") == "true"
+    )
+    assert down.get_attribute("aria-pressed") == "false"
+    assert turn.find_element(By.CSS_SELECTOR, ".feedback-note").text == "Thanks!"
+    screenshot(browser, "chat_ui_feedback.png")
+
+    saved = stored_conversation(browser)
+    (stored,) = saved["turns"]
+    assert stored["question"] == "Rate me, please" and stored["rating"] == "up"
+    assert stored["traceId"].startswith("tr-")
+    assert feedback_on(chat_app, stored["traceId"]) == [
+        {"name": "user_feedback", "value": True, "source": "HUMAN"}
+    ]
+
+    # A reload shows the same conversation, the rating included, and goes on with it.
+    browser.refresh()
+    WebDriverWait(browser, ANSWER_TIMEOUT, poll_frequency=0.1).until(lambda d: turns(d))
+    assert browser.find_element(By.ID, "conversation-id").text == saved["id"]
+    (restored,) = turns(browser)
+    assert assistant_texts(restored) == ["You said: Rate me, please"]
+    up = restored.find_element(By.CSS_SELECTOR, ".feedback .rate[data-rating=up]")
+    assert up.get_attribute("aria-pressed") == "true"
+    browser.execute_script(RECORDERS)
+    turn = ask(browser, "And now?")
+    assert assistant_texts(turn) == ["You said: And now?"]
+    last = sent_bodies(browser)[-1]
+    assert last["context"] == {"conversation_id": saved["id"]}
+    assert [m["content"] for m in last["input"]] == [
+        "Rate me, please",
+        "You said: Rate me, please",
+        "And now?",
+    ]
 
 
 def test_without_the_chat_page_only_the_api_is_served(chat_app: ChatApp, tmp_path: Path) -> None:

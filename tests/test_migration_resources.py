@@ -69,4 +69,5 @@ def test_a_bundle_with_every_mapped_resource_validates_against_the_schema() -> N
         "bundle": {"name": "migrated-agent"},
         "resources": {"apps": {"migrated_agent": app}},
     }
+    bv.require_bundle_schema()
     assert bv.schema_errors(document) == []

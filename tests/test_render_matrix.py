@@ -43,8 +43,23 @@ APP_NAME_CHARS = re.compile(r"^[a-z0-9-]+$")
 # Files that only some combinations get (decided in template/__preamble.tmpl), by path inside
 # the generated project. Every other file under template/{{.app_name}}/ is in every project.
 CONDITIONAL_FILES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
-    "agent_server/runtime/events.py": lambda c: c["agent_framework"] == "langgraph",
-    "agent_server/runtime/agents_sdk.py": lambda c: c["agent_framework"] == "openai-agents",
+    **{
+        name: lambda c: c["agent_framework"] == "langgraph"
+        for name in (
+            "agent_server/runtime/langgraph_responses.py",
+            "agent_server/runtime/langgraph_build.py",
+            "agent_server/runtime/langgraph_tracing.py",
+            "agent_server/runtime/once.py",
+            "tests/test_once.py",
+        )
+    },
+    **{
+        name: lambda c: c["agent_framework"] == "openai-agents"
+        for name in (
+            "agent_server/runtime/agents_sdk_responses.py",
+            "agent_server/runtime/agents_sdk_runner.py",
+        )
+    },
     "tests/test_agent.py": lambda c: c["agent_framework"] != "model-serving-migration",
     "tests/test_fake_workspace_clients.py": lambda c: (
         c["agent_framework"] != "model-serving-migration"
@@ -53,8 +68,10 @@ CONDITIONAL_FILES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     "tests/test_shutdown.py": lambda c: c["agent_framework"] != "model-serving-migration",
     "tests/test_tracing_databricks.py": lambda c: c["agent_framework"] != "model-serving-migration",
     "tests/test_migration_scaffold.py": lambda c: c["agent_framework"] == "model-serving-migration",
-    # Tools of the managed MCP servers (every agent) and the memory (LangGraph) (issue 4).
-    "agent_server/runtime/mcp_tools.py": lambda c: c["agent_framework"] != "model-serving-migration",
+    # Tools of the managed MCP servers (every agent) and the memory (LangGraph).
+    "agent_server/runtime/mcp_tools.py": lambda c: (
+        c["agent_framework"] != "model-serving-migration"
+    ),
     "tests/test_tools.py": lambda c: c["agent_framework"] != "model-serving-migration",
     **{
         name: lambda c: c["agent_framework"] == "langgraph" and c["memory"] != "none"
@@ -87,8 +104,9 @@ CONDITIONAL_FILES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
             )
         )
     ),
-    # The chat page (prompt chat_ui): its module, its static files and its tests.
+    # The chat page (prompt chat_ui): its modules, its static files and its tests.
     "agent_server/runtime/chat_ui.py": lambda c: c["chat_ui"] == "yes",
+    "agent_server/runtime/feedback.py": lambda c: c["chat_ui"] == "yes",
     "tests/test_chat_ui.py": lambda c: c["chat_ui"] == "yes",
     **{
         path.relative_to(PROJECT_TEMPLATE_DIR).as_posix().removesuffix(".tmpl"): (
@@ -257,14 +275,17 @@ def test_file_set_matches_preamble(rendered: RenderedCombination) -> None:
     names = relative_names(rendered.project)
     framework = rendered.config["agent_framework"]
     if framework == "langgraph":
-        assert {"agent_server/runtime/events.py", "tests/test_agent.py"} <= names
+        assert {"agent_server/runtime/langgraph_responses.py", "tests/test_agent.py"} <= names
         assert "tests/test_migration_scaffold.py" not in names
     elif framework == "openai-agents":
-        assert {"agent_server/runtime/agents_sdk.py", "tests/test_agent.py"} <= names
-        assert not names & {"agent_server/runtime/events.py", "tests/test_migration_scaffold.py"}
+        assert {"agent_server/runtime/agents_sdk_responses.py", "tests/test_agent.py"} <= names
+        assert not names & {
+            "agent_server/runtime/langgraph_responses.py",
+            "tests/test_migration_scaffold.py",
+        }
     else:
         assert "tests/test_migration_scaffold.py" in names
-        assert not names & {"agent_server/runtime/events.py", "tests/test_agent.py"}
+        assert not names & {"agent_server/runtime/langgraph_responses.py", "tests/test_agent.py"}
     expected = expected_files(rendered.config)
     assert names == expected, (
         f"missing: {sorted(expected - names)}; unexpected: {sorted(names - expected)}"
@@ -358,6 +379,127 @@ def test_text_hygiene(rendered: RenderedCombination) -> None:
     assert not problems, "\n".join(problems)
 
 
+# What a project may only mention when it has it: each feature's words, and whether the project
+# (its full config) has the feature. A README or docstring that names a framework, option or
+# file the project lacks sends its reader looking for something that is not there.
+ABSENT_FEATURE_WORDS: dict[str, tuple[re.Pattern[str], Callable[[Mapping[str, Any]], bool]]] = {
+    "LangGraph": (
+        re.compile(r"LangGraph|langgraph|LangChain|langchain"),
+        lambda c: c["agent_framework"] == "langgraph",
+    ),
+    "Agents SDK": (
+        re.compile(r"Agents SDK|openai-agents|openai_agents|agents_sdk"),
+        lambda c: c["agent_framework"] == "openai-agents",
+    ),
+    "migration": (
+        re.compile(r"\b[Mm]igrat(?:e|ed|ion|ing)\b|Not[Mm]igrated|not_migrated"),
+        lambda c: c["agent_framework"] == "model-serving-migration",
+    ),
+    "memory": (
+        re.compile(r"Lakebase|lakebase|LAKEBASE|checkpointer"),
+        lambda c: c["memory"] != "none",
+    ),
+    "chat page": (
+        re.compile(r"chat page|chat UI|chat_ui", re.IGNORECASE),
+        CONDITIONAL_FILES["agent_server/runtime/chat_ui.py"],
+    ),
+    "sub-agents": (
+        re.compile(r"sub-?agent", re.IGNORECASE),
+        CONDITIONAL_FILES["agent_server/runtime/subagents.py"],
+    ),
+    "user auth": (
+        re.compile(r"on-behalf-of|on behalf of|user_auth|user_api_scopes", re.IGNORECASE),
+        CONDITIONAL_FILES["agent_server/runtime/user_auth.py"],
+    ),
+    "CI workflow": (
+        re.compile(r"\.github/|GitHub Actions|CI workflow"),
+        lambda c: c["ci_workflow"] == "yes",
+    ),
+}
+
+# The fake workspace stands in for a whole Databricks workspace, every service the template can
+# use included: its mentions are of the workspace's services, not of the project's options.
+WORKSPACE_FAKE = ("tests/fake_workspace/", "tests/test_fake_workspace_resources.py")
+
+# (file, feature) mentions still to remove, in files being reworked at the same time; prune an
+# entry once its file no longer has the mention.
+ALLOWED_MENTIONS: set[tuple[str, str]] = {
+    # The request adapter, written for every framework.
+    ("agent_server/runtime/handler_adapter.py", "LangGraph"),
+    # The LangGraph agent's memory.
+    ("agent_server/runtime/memory.py", "chat page"),
+    ("tests/test_memory.py", "chat page"),
+    # The migration scaffold (`uv run migrate` moves agents of any framework and option).
+    ("pyproject.toml", "LangGraph"),
+    ("agent_server/runtime/cancellation.py", "LangGraph"),
+    ("README.md", "LangGraph"),
+    ("README.md", "memory"),
+    ("README.md", "user auth"),
+    ("agent_cli/migration/bundle.py", "user auth"),
+    ("agent_cli/migration/planner.py", "user auth"),
+    ("agent_cli/migration/report.py", "user auth"),
+    ("agent_cli/migration/resources.py", "memory"),
+    ("agent_cli/migration/resources.py", "user auth"),
+    ("tests/migration/agents/langgraph_agent.py", "LangGraph"),
+    ("tests/migration/conftest.py", "LangGraph"),
+    ("tests/migration/conftest.py", "memory"),
+    ("tests/migration/test_migrate_agents.py", "memory"),
+    ("tests/migration/test_migrate_agents.py", "user auth"),
+    ("tests/migration/test_migrate_inputs.py", "LangGraph"),
+    ("tests/migration/test_migrate_inputs.py", "user auth"),
+    ("tests/migration/test_migrate_units.py", "memory"),
+    ("tests/migration/test_migrate_units.py", "user auth"),
+    # Commands and test helpers that handle every framework's and option's case in one file.
+    ("agent_cli/evaluate.py", "migration"),
+    ("agent_cli/preflight.py", "migration"),
+    ("agent_cli/project.py", "memory"),
+    ("agent_cli/quickstart.py", "memory"),
+    ("tests/agent_process.py", "migration"),
+    ("tests/cli_support.py", "migration"),
+    ("tests/test_quickstart.py", "memory"),
+}
+
+
+def mentions_of_absent_features(project: Path, config: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """(file, feature) for each file of `project` that names a feature `config` lacks."""
+    full = full_config(config)
+    absent = {
+        feature: pattern
+        for feature, (pattern, has) in ABSENT_FEATURE_WORDS.items()
+        if not has(full)
+    }
+    found = set()
+    for path in project_files(project):
+        name = path.relative_to(project).as_posix()
+        if name.startswith(WORKSPACE_FAKE):
+            continue
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        found |= {(name, feature) for feature, pattern in absent.items() if pattern.search(text)}
+    return found
+
+
+def test_no_mention_of_what_the_project_does_not_have(rendered: RenderedCombination) -> None:
+    found = mentions_of_absent_features(rendered.project, rendered.config)
+    problems = sorted(found - ALLOWED_MENTIONS)
+    assert not problems, "mentions of what this project does not have:\n" + "\n".join(
+        f"{name}: {feature}" for name, feature in problems
+    )
+
+
+def test_every_allowed_mention_is_still_needed(
+    rendered_matrix: dict[str, RenderedCombination],
+) -> None:
+    """An allow-list entry that no combination needs any more is removed, not kept."""
+    found: set[tuple[str, str]] = set()
+    for case in rendered_matrix.values():
+        if case.result.returncode == 0:
+            found |= mentions_of_absent_features(case.project, case.config)
+    unused = sorted(ALLOWED_MENTIONS - found)
+    assert not unused, "ALLOWED_MENTIONS entries no combination needs: " + ", ".join(
+        f"{name}: {feature}" for name, feature in unused
+    )
+
+
 def test_bundle_loads_strictly(rendered: RenderedCombination) -> None:
     document = bundle_document(rendered)
     views = bv.load_bundle_all_targets(document)
@@ -372,8 +514,7 @@ def test_bundle_loads_strictly(rendered: RenderedCombination) -> None:
 
 
 def test_bundle_matches_json_schema(rendered: RenderedCombination) -> None:
-    if bv.bundle_schema_path() is None:
-        pytest.fail(f"{bv.BUNDLE_SCHEMA_ENV} is not set: {bv.BUNDLE_SCHEMA_HINT}")
+    bv.require_bundle_schema()
     errors = bv.schema_errors(bundle_document(rendered))
     assert not errors, "databricks.yml violates the bundle schema:\n" + "\n".join(errors)
 
@@ -748,8 +889,7 @@ def test_text_hygiene_flags_each_rule() -> None:
 
 
 def test_schema_validation_reports_nested_violations() -> None:
-    if bv.bundle_schema_path() is None:
-        pytest.fail(f"{bv.BUNDLE_SCHEMA_ENV} is not set: {bv.BUNDLE_SCHEMA_HINT}")
+    bv.require_bundle_schema()
     assert bv.schema_errors(MINIMAL_BUNDLE) == []
     bad = json.loads(json.dumps(MINIMAL_BUNDLE))
     bad["resources"]["apps"]["demo"]["resources"][0]["serving_endpoint"]["permission"] = "X"
@@ -944,9 +1084,10 @@ def subagent_entries(value: str) -> list[str]:
     return re.findall(r"[^, ]+", value)
 
 
-def subagent_tool_name(entry: str) -> str:
-    """The generated tool name (see template/__preamble.tmpl), for telling duplicates apart."""
-    return "ask_" + re.sub(r"[^a-z0-9]+", "_", re.sub(r"^apps/", "app_", entry).lower())
+def subagent_tools(project: Path) -> dict[str, str]:
+    """Target -> tool name, as rendered in the project's SUBAGENTS (library/subagents.tmpl)."""
+    code = (project / "agent_server" / "runtime" / "subagents.py").read_text(encoding="utf-8")
+    return dict(re.findall(r'target="([^"]*)",\s*tool_name="([^"]*)"', code))
 
 
 def subagent_resources(project: Path) -> dict[str, dict[str, Any]]:
@@ -969,14 +1110,18 @@ def test_subagent_values_change_only_literals(
     """Any legal list gives the structure of a plain list with the same kinds of entries: each
     entry becomes string literals and YAML strings (exactly as given), never code or keys."""
     entries = subagent_entries(value)
-    tools = [subagent_tool_name(entry) for entry in entries]
-    assume(entries and len(set(tools)) == len(tools))
+    assume(entries)
     plain = ", ".join(
         f"apps/app-{i}" if entry.startswith("apps/") else f"endpoint-{i}"
         for i, entry in enumerate(entries)
     )
     config = {"agent_framework": "openai-agents"}
-    project = render_project(tmp_path_factory.mktemp("subagents"), {**config, "subagents": value})
+    out = tmp_path_factory.mktemp("subagents") / "out"
+    result = render({**config, "subagents": value}, out)
+    # Entries that differ in case or punctuation only are rejected (see the test below).
+    assume("as an entry before it does" not in result.stderr)
+    assert result.returncode == 0, result.stderr
+    project = out / str(full_config(config)["app_name"])
     reference = render_project(tmp_path_factory.mktemp("plain"), {**config, "subagents": plain})
     assert file_shapes(project) == file_shapes(reference)
     granted = []
@@ -989,14 +1134,20 @@ def test_subagent_values_change_only_literals(
         else ("serving_endpoint", entry, "CAN_QUERY")
         for entry in entries
     ]
-    code = (project / "agent_server" / "runtime" / "subagents.py").read_text(encoding="utf-8")
-    for entry, tool in zip(entries, tools, strict=True):
-        assert f'target="{entry}"' in code and f'tool_name="{tool}"' in code
+    tools = subagent_tools(project)
+    assert list(tools) == entries
+    assert len(set(tools.values())) == len(entries)
+    assert all(re.fullmatch(r"ask_[a-z0-9_]+", tool) for tool in tools.values())
 
 
 def test_subagents_become_distinct_app_resources(tmp_path: Path) -> None:
     value = "research-agent, apps/billing-agent,Other_Endpoint"
     project = render_project(tmp_path, {"subagents": value})
+    assert subagent_tools(project) == {
+        "research-agent": "ask_research_agent",
+        "apps/billing-agent": "ask_app_billing_agent",
+        "Other_Endpoint": "ask_other_endpoint",
+    }
     resources = subagent_resources(project)
     assert list(resources) == [
         "subagent-research-agent",
@@ -1014,7 +1165,7 @@ def test_subagents_become_distinct_app_resources(tmp_path: Path) -> None:
 
 
 # An app resource's `name`: the Apps API answers 400 INVALID_PARAMETER_VALUE beyond 30
-# characters. library/resources.tmpl ("subagent_app_resources") names the sub-agents' resources
+# characters. library/subagents.tmpl names the sub-agents' resources
 # within it, and `uv run migrate` (agent_cli/migration/resources.py) uses the same limit.
 MAX_APP_RESOURCE_NAME = 30
 
@@ -1035,9 +1186,9 @@ def test_long_subagent_names_fit_the_app_resource_name_limit(tmp_path: Path) -> 
 
 
 def test_migration_uses_the_templates_app_resource_name_limit() -> None:
-    define = (REPO_ROOT / "library" / "resources.tmpl").read_text(encoding="utf-8")
+    define = (REPO_ROOT / "library" / "subagents.tmpl").read_text(encoding="utf-8")
     match = re.search(r"\$max_resource_name := (\d+)", define)
-    assert match, "library/resources.tmpl does not define $max_resource_name"
+    assert match, "library/subagents.tmpl does not define $max_resource_name"
     assert int(match[1]) == MAX_APP_RESOURCE_NAME
     migration = PROJECT_TEMPLATE_DIR / "agent_cli" / "migration" / "resources.py"
     tree = ast.parse(migration.read_text(encoding="utf-8"))
@@ -1057,9 +1208,12 @@ def test_migration_uses_the_templates_app_resource_name_limit() -> None:
 def test_subagents_that_give_the_same_tool_are_rejected(
     tmp_path: Path, value: str, entry: str
 ) -> None:
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (tool,) = subagent_tools(render_project(alone, {"subagents": entry})).values()
     out = tmp_path / "out"
     out.mkdir()
     result = render({"subagents": value}, out)
     assert result.returncode != 0
-    assert f'subagents: "{entry}" gives the tool name {subagent_tool_name(entry)}' in result.stderr
+    assert f'subagents: "{entry}" gives the tool name {tool}, as an entry before' in result.stderr
     assert list(out.iterdir()) == []

@@ -3,7 +3,8 @@
 // The real CLI cannot be installed where this project's tests run, so this
 // program re-implements its non-interactive path (stdin is never a TTY in
 // tests) with the CLI's own engine, text/template, and the CLI's error texts.
-// See shared/docs/cli-template-engine.md for the behaviour it reproduces.
+// The behaviour it reproduces is that of github.com/databricks/cli: cmd/bundle/init.go
+// and libs/template (config.go, helpers.go, renderer.go, materialize.go, writer.go).
 //
 // Usage (same shape as the CLI):
 //

@@ -86,14 +86,14 @@ def probe(agent: LocalAgent, question: Question) -> None:
     """
     import mlflow
 
-    from agent_server.runtime.errors import NotMigratedError, public_error
+    from agent_server.runtime.errors import public_error
 
     mlflow.tracing.disable()
     try:
         agent.invoke(question.messages)
     except Exception as exc:
         error = public_error(exc)
-        if isinstance(error, NotMigratedError):
+        if error.code == "not_migrated":
             raise CliError(
                 f"the agent is not migrated yet (HTTP {error.status_code}): {error}",
                 hint="move your Model Serving agent's predict() code into agent_server/agent.py "

@@ -1,7 +1,7 @@
 """Run the project's agent server as a child process on a local port, until it is healthy.
 
-The one place that starts `start-server` as a child: preflight, the migration's verification
-and the project's tests all use it.
+The one place that starts `start-server` as a child: the project's commands and its tests all
+use it.
 """
 
 from __future__ import annotations

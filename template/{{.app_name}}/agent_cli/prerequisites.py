@@ -5,8 +5,8 @@ deploys (`databricks bundle ...`); local runs work without it once a profile exi
 
 Minimum CLI version: v0.298.0, the template's own `min_databricks_cli_version` (the version
 `databricks bundle init` already required to generate this project). It is the first release
-whose bundles know the `app` app resource with `name` and `permission` (sub-agents that are
-apps; databricks/cli#4984), and it has the rest databricks.yml and `uv run deploy` use: apps as
+whose bundles know the `app` app resource with `name` and `permission` (another app as a
+resource; databricks/cli#4984), and it has the rest databricks.yml and `uv run deploy` use: apps as
 bundle resources with inline `config` (databricks/cli#1928), `bundle deployment bind` for apps
 (#1946), `bundle run` retrying an app deployment that collides with one in progress (#2153),
 and the deployer added to every permission list as user or service principal (#3904). So the

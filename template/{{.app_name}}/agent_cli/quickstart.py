@@ -341,7 +341,7 @@ def local_memory_schema(user_name: str) -> str:
 
     Every identity keeps the memory in a schema it creates and owns
     (agent_server/runtime/memory.py): the app's role may only connect and create schemas, and only a
-    table's owner may migrate it. So no grant is needed, and developers sharing a Lakebase database
+    table's owner may alter it. So no grant is needed, and developers sharing a Lakebase database
     do not collide.
     """
     name = f"local_{BUNDLE_KEY}_{user_name.split('@')[0]}".lower()

@@ -92,7 +92,7 @@ def build_config(auth: Auth, timeout: float) -> Config:
         raise _auth_error(auth, str(exc)) from None
 
 
-def _short(error: object) -> str:
+def short_error(error: object) -> str:
     """An SDK error without the configuration dump the SDK appends ("... Config: host=...")."""
     return str(error).split(" Config: ", 1)[0].rstrip(". ")
 
@@ -106,7 +106,7 @@ def _auth_error(auth: Auth, detail: str) -> CliError:
             "or pass --profile with one of the profiles above",
         )
     return CliError(
-        f"cannot authenticate with {auth}: {_short(detail)}",
+        f"cannot authenticate with {auth}: {short_error(detail)}",
         hint=f"log in with `{auth.login_command}`",
     )
 
@@ -128,11 +128,11 @@ def connect(auth: Auth, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Workspace:
         me = client.current_user.me()
     except (Unauthenticated, PermissionDenied) as exc:
         raise CliError(
-            f"{host} rejected the credentials of {auth}: {_short(exc)}",
+            f"{host} rejected the credentials of {auth}: {short_error(exc)}",
             hint=f"log in again with `{auth.login_command}`",
         ) from None
     except DatabricksError as exc:
-        raise CliError(f"{host} answered an error for {auth}: {_short(exc)}") from None
+        raise CliError(f"{host} answered an error for {auth}: {short_error(exc)}") from None
     except OSError as exc:  # TimeoutError, requests' ConnectionError (after DatabricksError)
         raise unreachable(auth, host, timeout, exc) from None
     except ValueError as exc:  # credentials could not be obtained (e.g. an expired login)

@@ -1,7 +1,7 @@
 """No token ever leaves the server: not in a log line, an error body, a trace, or a file.
 
 The reliability server (tests/agent_process.py) runs with a recognisable canary as its
-Databricks token, and the requests below carry canary on-behalf-of-user tokens in the
+Databricks token, and the requests below carry canary user tokens in the
 `x-forwarded-access-token` header that Databricks Apps adds. After the traffic (and every other
 test that used that server) the log, the answers, the trace store and the project tree are
 searched for the canaries. The server runs with LOG_LEVEL=DEBUG, so every library logs all it

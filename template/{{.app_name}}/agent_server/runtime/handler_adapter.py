@@ -37,10 +37,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import mlflow
-from mlflow.genai.agent_server import server as mlflow_server
 
 from agent_server.runtime import cancellation
 from agent_server.runtime.errors import AgentError, InternalError, public_error
+from agent_server.runtime.mlflow_internals import replace_registered_handlers
 from agent_server.runtime.request_guard import report_error
 
 logger = logging.getLogger(__name__)
@@ -79,15 +79,7 @@ def shutdown_workers() -> None:
 
 def adapt_registered_handlers() -> None:
     """Replace the registered @invoke and @stream functions with their adapted versions."""
-    if not hasattr(mlflow_server, "_invoke_function"):
-        raise RuntimeError(
-            "This mlflow version keeps agent handlers elsewhere; check the mlflow pin in "
-            "pyproject.toml."
-        )
-    if (invoke := mlflow_server._invoke_function) is not None:
-        mlflow_server._invoke_function = async_invoke(invoke)
-    if (stream := mlflow_server._stream_function) is not None:
-        mlflow_server._stream_function = async_stream(stream)
+    replace_registered_handlers(async_invoke, async_stream)
 
 
 def async_invoke(func: Callable[[Any], Any]) -> Callable[[Any], Any]:

@@ -4,7 +4,7 @@ Two nets, because neither alone is enough:
 - the values of secret-looking environment variables (DATABRICKS_TOKEN, *_SECRET, ...), whatever
   they look like;
 - the shapes of Databricks credentials that are not in the environment: personal access tokens
-  (dapi...), OAuth secrets (dose...), bearer tokens and JWTs such as the on-behalf-of-user token
+  (dapi...), OAuth secrets (dose...), bearer tokens and JWTs such as the user token
   that Databricks Apps forwards in the `x-forwarded-access-token` header.
 
 `install_log_redaction()` applies `redact()` to every log record of the process, whichever logger

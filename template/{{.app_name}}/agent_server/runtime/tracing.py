@@ -91,11 +91,16 @@ def configure_tracing() -> bool:
     return True
 
 
+def tracing_enabled() -> bool:
+    """Whether answers are traced (configure_tracing found a tracking store)."""
+    return _enabled
+
+
 def start_tracking(experiment: list[object]) -> None:
     """Look the experiment up once, start tracing, track the version (may block on the store).
 
     Left to itself, mlflow looks up MLFLOW_EXPERIMENT_ID in the tracking store at the start of
-    every trace, on the request's own thread (mlflow.tracking.fluent._get_experiment_id reads
+    every trace, on the request's own thread (mlflow.tracking.fluent's experiment lookup reads
     the variable and calls get_experiment unless an experiment is active), and again when it
     first builds its exporter (to find a Unity Catalog trace destination). Against a store that
     is slow or down, every request would wait for it. `mlflow.set_experiment` does the lookup
@@ -197,8 +202,8 @@ def tune_local_store(tracking_uri: str) -> None:
     sqlite takes one writer at a time, so mlflow's ten export threads only queue for its lock
     and spend CPU doing it: two suffice. Spans are written in batches of up to 50 rather than 5
     (fewer transactions), and the database is put in write-ahead-log mode, which it keeps, so a
-    commit appends to one log file instead of creating and deleting a journal. Measured with
-    bench/trace_export.py in the template repository. Variables already set win.
+    commit appends to one log file instead of creating and deleting a journal. Variables already
+    set win.
     """
     if not tracking_uri.startswith("sqlite:///"):
         return

@@ -26,7 +26,8 @@ recorded and needs no token:
 Layout: ``core`` (settings, recorded requests, the route table and ``@route``), ``llm`` (the
 deterministic "LLM" ``llm_reply()`` and the serving endpoint routes), ``workspace_api`` (REST API
 routes), ``admin`` (the admin API), ``server`` (``FakeWorkspace``); ``mlflow_api`` and
-``traces_api`` (experiments; traces and logged models as mlflow exports them to a workspace).
+``traces_api`` (experiments; traces and logged models as mlflow exports them to a workspace);
+``listings_api`` (the list routes of `uv run discover-tools`).
 A new area of the API is a new module of ``@route`` handlers, imported by ``server``.
 """
 

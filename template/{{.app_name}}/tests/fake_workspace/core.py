@@ -122,6 +122,11 @@ class Settings:
     # prefixes answers (None: none), and seconds each such call waits before answering.
     tracking_status: int | None = None
     tracking_delay: float = 0.0
+    # The list routes (listings_api.py): items by kind (None: its defaults), kinds that answer
+    # 403, and items per page (0: all in one).
+    listings: dict[str, list[dict[str, Any]]] | None = None
+    listings_forbidden: tuple[str, ...] = ()
+    page_size: int = 0
 
     def updated(self, **changes: Any) -> Settings:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
@@ -131,6 +136,8 @@ class Settings:
             changes["endpoints"] = frozenset(changes["endpoints"])
         if "genie_spaces_missing" in changes:
             changes["genie_spaces_missing"] = tuple(changes["genie_spaces_missing"])
+        if "listings_forbidden" in changes:
+            changes["listings_forbidden"] = tuple(changes["listings_forbidden"])
         if "user_tokens" in changes:
             changes["user_tokens"] = tuple(changes["user_tokens"])
         if "faults" in changes:

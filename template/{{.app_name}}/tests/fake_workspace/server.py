@@ -28,6 +28,7 @@ from .core import (
 from .faults import Fault  # noqa: F401  (wraps the LLM routes with fault injection)
 from .judges import JUDGE_VERDICT  # noqa: F401  (answers as an LLM judge on judge_endpoints)
 from .lakebase_api import get_instance  # noqa: F401  (registers the Lakebase routes)
+from .listings_api import DEFAULT_LISTINGS  # noqa: F401  (registers the list routes)
 from .mcp_api import genie_tool  # noqa: F401  (registers the managed MCP server routes)
 from .mlflow_api import ExperimentStore  # noqa: F401  (registers the MLflow routes)
 from .subagents_api import oauth_env  # noqa: F401  (sub-agents, OAuth sign-in routes)

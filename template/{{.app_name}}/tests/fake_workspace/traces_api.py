@@ -21,6 +21,9 @@ Version tracking (agent_server/runtime/tracing.py, ``mlflow.set_active_model``) 
 experiment's logged models by name and, the first time, creates an external one: create, an
 ``MLmodel`` file uploaded through presigned credentials, finalize.
 
+Feedback on a trace (``mlflow.log_feedback``, the chat page's thumbs) is ``POST
+/api/3.0/mlflow/traces/<trace id>/assessments``; it is kept with the trace (``assessments``).
+
 Every stored trace can be read back (`stored_traces(fake)`, `stored_trace(fake, trace_id)`).
 Unknown calls under the MLflow and storage prefixes get a 404 like any unknown route;
 `unknown_tracking_calls(fake)` lists them so that a test can assert there were none.
@@ -69,6 +72,7 @@ TRACE_DATA_FILE = "traces.json"
 class StoredTrace:
     info: dict[str, Any]  # TraceInfoV3 as the workspace answered it (proto JSON)
     data: dict[str, Any] | None = None  # traces.json as uploaded: {"spans": [...]}
+    assessments: list[dict[str, Any]] = field(default_factory=list)  # as created, with ids
 
     @property
     def trace_id(self) -> str:
@@ -107,14 +111,20 @@ def stored_traces(fake: FakeWorkspace) -> list[StoredTrace]:
     """Every trace the fake took, with its spans once uploaded, oldest first."""
     store = tracking_store(fake)
     with store.lock:
-        return [dataclasses.replace(t) for t in store.traces.values()]
+        return [
+            dataclasses.replace(t, assessments=list(t.assessments)) for t in store.traces.values()
+        ]
 
 
 def stored_trace(fake: FakeWorkspace, trace_id: str) -> StoredTrace | None:
     store = tracking_store(fake)
     with store.lock:
         trace = store.traces.get(trace_id)
-        return None if trace is None else dataclasses.replace(trace)
+        return (
+            None
+            if trace is None
+            else dataclasses.replace(trace, assessments=list(trace.assessments))
+        )
 
 
 def logged_models(fake: FakeWorkspace) -> list[dict[str, Any]]:
@@ -243,6 +253,44 @@ async def get_trace_info_v3(call: Call) -> Response:
     if isinstance(trace, Response):
         return trace
     return JSONResponse({"trace": {"trace_info": trace.info}})
+
+
+ASSESSMENT_SOURCES = ("HUMAN", "LLM_JUDGE", "CODE")
+
+
+def _check_assessment(assessment: Any, trace_id: str) -> str | None:
+    """What is wrong with a CreateAssessment's `assessment` (mlflow's assessments.proto)."""
+    if not isinstance(assessment, dict):
+        return "Missing required parameter 'assessment'."
+    if not isinstance(assessment.get("assessment_name"), str) or not assessment["assessment_name"]:
+        return "Missing required parameter 'assessment.assessment_name'."
+    if assessment.get("trace_id") != trace_id:
+        return f"assessment.trace_id must be the trace of the path, '{trace_id}'."
+    source = assessment.get("source")
+    if not isinstance(source, dict) or source.get("source_type") not in ASSESSMENT_SOURCES:
+        return f"assessment.source.source_type must be one of {', '.join(ASSESSMENT_SOURCES)}."
+    kinds = [kind for kind in ("feedback", "expectation") if kind in assessment]
+    if len(kinds) != 1 or not isinstance(assessment[kinds[0]], dict):
+        return "An assessment holds exactly one of 'feedback' or 'expectation'."
+    return None
+
+
+# mlflow.log_feedback on a trace id "tr-...": RestStore.create_assessment (mlflow 3.17,
+# store/tracking/rest_store.py; the Databricks store defers to it for such ids).
+@route("POST", "/api/3.0/mlflow/traces/{trace_id}/assessments")
+async def create_assessment(call: Call) -> Response:
+    trace_id = call.params["trace_id"]
+    assessment = call.body.get("assessment") if isinstance(call.body, dict) else None
+    if (problem := _check_assessment(assessment, trace_id)) is not None:
+        return _invalid(problem)
+    store = tracking_store(call.fake)
+    with store.lock:
+        trace = store.traces.get(trace_id)
+        if trace is None:
+            return error(404, "RESOURCE_DOES_NOT_EXIST", f"Trace with ID '{trace_id}' not found.")
+        created = {**assessment, "assessment_id": f"a-{next(store.ids):032x}"}
+        trace.assessments.append(created)
+    return JSONResponse({"assessment": created})
 
 
 # --- logged models (version tracking) -----------------------------------------------------------

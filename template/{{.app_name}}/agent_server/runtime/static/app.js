@@ -1,11 +1,18 @@
 // The chat page: sends each question to the agent's /invocations with "stream": true and shows
 // the server-sent events as they arrive: text deltas, tool calls and their results, errors.
+// Finished answers can be rated (thumbs up or down, kept as MLflow feedback on the answer's
+// trace), and the conversation is kept in the browser's localStorage across reloads.
 // Plain browser JavaScript (no build step, no dependencies).
 "use strict";
 
 // Relative to the page, so it works wherever the page is served: locally, and behind the
 // Databricks Apps proxy (same origin: the user's session with the app authenticates the call).
 const INVOCATIONS_URL = new URL("invocations", document.baseURI);
+const CONFIG_URL = new URL("chat/config", document.baseURI);
+const FEEDBACK_URL = new URL("chat/feedback", document.baseURI);
+// Where the conversation is kept between reloads (per page path), and how many turns of it.
+const STORAGE_KEY = `chat:${new URL(document.baseURI).pathname}`;
+const STORED_TURNS = 50;
 // Each request carries the conversation so far, so an agent without memory has the context. An
 // agent that keeps the conversation itself (memory keyed by the conversation id) needs only the
 // new message: set this to false.
@@ -25,7 +32,9 @@ const elements = {
 const chat = {
   conversationId: "",
   history: [], // {role, content} of the finished turns
+  turns: [], // {question, answer, traceId, rating} of the finished turns, as stored
   controller: null, // AbortController of the request in flight
+  feedback: false, // whether answers are traced, so that they can be rated
 };
 
 function newConversationId() {
@@ -39,11 +48,71 @@ function newConversationId() {
 function startConversation() {
   chat.conversationId = newConversationId();
   chat.history = [];
+  chat.turns = [];
   elements.conversationId.textContent = chat.conversationId;
   for (const node of [...elements.messages.children]) {
     if (node !== elements.empty) node.remove();
   }
   elements.empty.hidden = false;
+  saveConversation();
+}
+
+// localStorage may be unavailable (private windows, storage blocked): the page works without.
+function saveConversation() {
+  try {
+    const turns = chat.turns.slice(-STORED_TURNS);
+    localStorage.setItem(STORAGE_KEY, JSON.stringify({ id: chat.conversationId, turns }));
+  } catch {
+    // not kept across reloads
+  }
+}
+
+function restoreConversation() {
+  let saved;
+  try {
+    saved = JSON.parse(localStorage.getItem(STORAGE_KEY) || "null");
+  } catch {
+    saved = null;
+  }
+  if (!saved || typeof saved.id !== "string" || !Array.isArray(saved.turns)) return false;
+  startConversation();
+  chat.conversationId = saved.id;
+  elements.conversationId.textContent = saved.id;
+  for (const stored of saved.turns) {
+    if (typeof stored.question !== "string" || typeof stored.answer !== "string") continue;
+    const turn = new Turn(stored.question);
+    turn.setText("text", stored.answer);
+    turn.finish("done");
+    finishedTurn(turn, stored);
+  }
+  saveConversation();
+  return true;
+}
+
+// A turn that ended well: into the history sent with the next question, the stored
+// conversation, and, when answers are traced, rated.
+function finishedTurn(turn, stored) {
+  chat.history.push(
+    { role: "user", content: stored.question },
+    { role: "assistant", content: stored.answer },
+  );
+  chat.turns.push(stored);
+  saveConversation();
+  if (chat.feedback && stored.traceId) turn.offerFeedback(stored);
+}
+
+async function loadConfig() {
+  try {
+    const response = await fetch(CONFIG_URL, { headers: { Accept: "application/json" } });
+    if (!response.ok) return;
+    const config = await response.json();
+    if (typeof config.greeting === "string" && config.greeting) {
+      elements.empty.textContent = config.greeting;
+    }
+    chat.feedback = config.feedback === true;
+  } catch {
+    // the defaults: the built-in greeting, no ratings
+  }
 }
 
 function element(tag, className, text) {
@@ -135,6 +204,64 @@ class Turn {
   answerText() {
     return [...this.texts.values()].map((node) => node.textContent).join("\n\n");
   }
+
+  // Thumbs up and down under the answer; a click records the rating on the answer's trace.
+  offerFeedback(stored) {
+    const bar = element("div", "feedback");
+    const buttons = { up: element("button", "rate"), down: element("button", "rate") };
+    const note = element("span", "feedback-note");
+    const show = (rating) => {
+      for (const [value, button] of Object.entries(buttons)) {
+        button.setAttribute("aria-pressed", String(value === rating));
+      }
+    };
+    for (const [rating, button] of Object.entries(buttons)) {
+      button.type = "button";
+      button.dataset.rating = rating;
+      button.title = rating === "up" ? "Good answer" : "Bad answer";
+      button.setAttribute("aria-label", button.title);
+      button.append(thumbIcon());
+      button.addEventListener("click", async () => {
+        note.textContent = "";
+        try {
+          const response = await fetch(FEEDBACK_URL, {
+            method: "POST",
+            headers: { "Content-Type": "application/json" },
+            body: JSON.stringify({ trace_id: stored.traceId, rating }),
+          });
+          if (!response.ok) {
+            note.textContent = await httpErrorMessage(response);
+            return;
+          }
+          stored.rating = rating;
+          saveConversation();
+          show(rating);
+          note.textContent = "Thanks!";
+        } catch (err) {
+          note.textContent = `Could not send the rating: ${err.message}`;
+        }
+      });
+    }
+    show(stored.rating);
+    bar.append(buttons.up, buttons.down, note);
+    this.root.append(bar);
+  }
+}
+
+// A thumb as inline SVG (no font needs emoji); the "down" button shows it turned over (CSS).
+function thumbIcon() {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  const path = document.createElementNS(ns, "path");
+  path.setAttribute(
+    "d",
+    "M2 10h4v11H2zM8 21h8.6a2 2 0 0 0 2-1.6l1.3-6.6A2 2 0 0 0 18 10.4h-4.7l.8-4.1a1.8 1.8 0 " +
+      "0 0-3.3-1.3L8 10z",
+  );
+  svg.append(path);
+  return svg;
 }
 
 function formatJson(value) {
@@ -158,6 +285,10 @@ function messageText(item) {
 
 // One event of the Responses stream, as mlflow's agent server sends them.
 function handleEvent(turn, event) {
+  if (typeof event.trace_id === "string" && !event.type) {
+    turn.traceId = event.trace_id; // sent after the answer, with x-mlflow-return-trace-id
+    return;
+  }
   turn.status.textContent = "Answering\u2026";
   if (event.type === "response.output_text.delta") {
     turn.appendText(event.item_id, event.delta || "");
@@ -233,7 +364,11 @@ async function ask(question) {
   try {
     const response = await fetch(INVOCATIONS_URL, {
       method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+      headers: {
+        "Content-Type": "application/json",
+        Accept: "text/event-stream",
+        ...(chat.feedback ? { "x-mlflow-return-trace-id": "true" } : {}),
+      },
       body: JSON.stringify(body),
       signal: chat.controller.signal,
     });
@@ -268,8 +403,11 @@ async function ask(question) {
     else turn.error(`Could not reach the agent: ${err.message}`);
   } finally {
     const ok = completed && !turn.failed;
-    if (ok) chat.history.push(message, { role: "assistant", content: turn.answerText() });
     turn.finish(ok ? "done" : "error");
+    if (ok) {
+      const stored = { question, answer: turn.answerText(), traceId: turn.traceId || null };
+      finishedTurn(turn, stored);
+    }
     chat.controller = null;
     setBusy(false);
   }
@@ -300,5 +438,7 @@ elements.prompt.addEventListener("keydown", (event) => {
 elements.stop.addEventListener("click", () => chat.controller && chat.controller.abort());
 elements.newChat.addEventListener("click", startConversation);
 
-startConversation();
-elements.prompt.focus();
+loadConfig().then(() => {
+  if (!restoreConversation()) startConversation();
+  elements.prompt.focus();
+});

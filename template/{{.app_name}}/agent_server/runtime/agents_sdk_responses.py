@@ -1,7 +1,8 @@
-"""Translation between the Responses API and the OpenAI Agents SDK's run items, for agent.py.
+"""Translation between the Responses API and the OpenAI Agents SDK's run items.
 
-The output items are the Responses API's: a `message` per answer, a `function_call` per tool
-call and a `function_call_output` per tool result.
+Used by agents_sdk_runner.py, which runs the agent of agent.py. The output
+items are the Responses API's: a `message` per answer, a `function_call` per tool call and a
+`function_call_output` per tool result.
 """
 
 import asyncio

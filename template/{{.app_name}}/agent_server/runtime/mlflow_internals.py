@@ -1,0 +1,69 @@
+"""Every use of mlflow's private API in this project, behind one version check.
+
+The agent server of mlflow (mlflow.genai.agent_server) offers no public way to wrap the
+registered @invoke and @stream handlers, so handler_adapter.py's versions replace them where the
+server keeps them (`server._invoke_function`, `server._stream_function`, in mlflow's
+mlflow/genai/agent_server/server.py), and start_server.py's shut-down steps run inside the
+lifespan that AgentServer sets on its app (`app.router.lifespan_context`). These may change in
+any mlflow release: `check_mlflow()` runs at start-up and stops the server with a clear error
+on a version outside the range this was checked on, mlflow 3.16 to 3.18 (the project pins
+mlflow below 4).
+"""
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib.metadata import version
+from typing import Any
+
+from mlflow.genai.agent_server import server as mlflow_server
+from packaging.version import Version
+
+# The mlflow versions whose agent server keeps its handlers as used here: [lowest, beyond).
+SUPPORTED_MLFLOW = (Version("3.16"), Version("3.19"))
+
+
+class UnsupportedMlflowError(RuntimeError):
+    """The installed mlflow is outside the versions this server was checked with."""
+
+
+def check_mlflow(installed: str | None = None) -> None:
+    """Raise UnsupportedMlflowError unless mlflow (`installed`, default: the installed one) is
+    in SUPPORTED_MLFLOW and its agent server keeps the handlers where this module expects."""
+    found = Version(installed or version("mlflow"))
+    lowest, beyond = SUPPORTED_MLFLOW
+    if not lowest <= found < beyond:
+        raise UnsupportedMlflowError(
+            f"mlflow {found} is installed; this agent server supports mlflow >= {lowest}, "
+            f"< {beyond} (it adapts mlflow's agent server handlers through its internals). "
+            "Pin mlflow in that range in pyproject.toml and run `uv sync`."
+        )
+    if not hasattr(mlflow_server, "_invoke_function") or not hasattr(
+        mlflow_server, "_stream_function"
+    ):
+        raise UnsupportedMlflowError(
+            f"mlflow {found}'s agent server keeps its handlers elsewhere; pin mlflow >= "
+            f"{lowest}, < {beyond} in pyproject.toml and run `uv sync`."
+        )
+
+
+def replace_registered_handlers(
+    adapt_invoke: Callable[[Any], Any], adapt_stream: Callable[[Any], Any]
+) -> None:
+    """Replace the registered @invoke and @stream functions with `adapt_*(function)`."""
+    if (invoke := mlflow_server._invoke_function) is not None:
+        mlflow_server._invoke_function = adapt_invoke(invoke)
+    if (stream := mlflow_server._stream_function) is not None:
+        mlflow_server._stream_function = adapt_stream(stream)
+
+
+def run_after_mlflow_shutdown(app: Any, step: Callable[[], Awaitable[None]]) -> None:
+    """Run `step` at shut-down, after the lifespan of mlflow's AgentServer on `app` has ended."""
+    mlflow_lifespan = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app_: Any) -> AsyncIterator[Any]:
+        async with mlflow_lifespan(app_) as state:
+            yield state
+        await step()
+
+    app.router.lifespan_context = lifespan
