@@ -15,9 +15,11 @@ from pathlib import Path
 
 from agent_cli.migration.errors import MigrationError, StepFailed
 from agent_cli.migration.mlmodel import read_model
+from agent_cli.migration.planner import GITIGNORE, GITIGNORE_ADDITION, SCAFFOLD_TEST
 from agent_cli.migration.project import (
     ORIGINAL_MODEL_DIR,
     PYPROJECT_FILE,
+    RECORD_FILE,
     REPORT_FILE,
     invoke_handler,
     is_scaffold,
@@ -28,13 +30,15 @@ from agent_cli.migration.verify import verify
 AGENT_FILE = "agent_server/agent.py"
 README_FILE = "README.md"
 AGENTS_FILE = "AGENTS.md"
-# Only the migration uses these; the agent's own code never imports them.
+# Only the migration uses these; the agent's own code never imports them. The scaffold's tests
+# are gone already after a migration, unless a copy of them was kept.
 REMOVED_PATHS = (
     "agent_cli/migration",
     "tests/migration",
-    "tests/test_migration_scaffold.py",
+    SCAFFOLD_TEST,
     ORIGINAL_MODEL_DIR,
     REPORT_FILE,
+    RECORD_FILE,
 )
 # pyproject.toml lines the template adds for the migration alone: the `migrate` script, its
 # runtime dependencies and the dev dependencies of tests/migration, with their comments. A pin
@@ -136,6 +140,11 @@ def readme_without_migration(text: str) -> str:
     )
 
 
+def gitignore_without_migration(text: str) -> str:
+    """Without the entry the migration added for the downloaded model (gone now too)."""
+    return text.replace(GITIGNORE_ADDITION, "", 1)
+
+
 def agents_without_migration(text: str) -> str:
     return "".join(
         line for line in text.splitlines(keepends=True) if not MIGRATION_MENTION.search(line)
@@ -148,6 +157,7 @@ def build_finish_plan(root: Path) -> FinishPlan:
         (PYPROJECT_FILE, pyproject_without_migration),
         (README_FILE, readme_without_migration),
         (AGENTS_FILE, agents_without_migration),
+        (GITIGNORE, gitignore_without_migration),
     ):
         path = root / name
         if path.is_file():
