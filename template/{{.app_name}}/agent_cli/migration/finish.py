@@ -30,6 +30,12 @@ from agent_cli.migration.verify import verify
 AGENT_FILE = "agent_server/agent.py"
 README_FILE = "README.md"
 AGENTS_FILE = "AGENTS.md"
+ERRORS_FILE = "agent_server/runtime/errors.py"
+# The scaffold's error (its agent.py raised it until the migration): a project rendered for a
+# hand-written agent has no such class.
+NOT_MIGRATED_ERROR = re.compile(
+    r"\n\nclass NotMigratedError\(AgentError\):\n.*?\n(?=\n\n|\Z)", re.DOTALL
+)
 # Only the migration uses these; the agent's own code never imports them. The scaffold's tests
 # are gone already after a migration, unless a copy of them was kept.
 REMOVED_PATHS = (
@@ -145,6 +151,10 @@ def gitignore_without_migration(text: str) -> str:
     return text.replace(GITIGNORE_ADDITION, "", 1)
 
 
+def errors_without_scaffold(text: str) -> str:
+    return NOT_MIGRATED_ERROR.sub("", text, count=1)
+
+
 def agents_without_migration(text: str) -> str:
     return "".join(
         line for line in text.splitlines(keepends=True) if not MIGRATION_MENTION.search(line)
@@ -158,6 +168,7 @@ def build_finish_plan(root: Path) -> FinishPlan:
         (README_FILE, readme_without_migration),
         (AGENTS_FILE, agents_without_migration),
         (GITIGNORE, gitignore_without_migration),
+        (ERRORS_FILE, errors_without_scaffold),
     ):
         path = root / name
         if path.is_file():
