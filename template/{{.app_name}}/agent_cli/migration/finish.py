@@ -155,6 +155,15 @@ def errors_without_scaffold(text: str) -> str:
     return NOT_MIGRATED_ERROR.sub("", text, count=1)
 
 
+def uses_not_migrated_error(root: Path) -> bool:
+    """Whether the agent's code still names the scaffold's error (then it stays)."""
+    return any(
+        "NotMigratedError" in path.read_text(encoding="utf-8", errors="replace")
+        for path in (root / "agent_server").rglob("*.py")
+        if path != root / ERRORS_FILE
+    )
+
+
 def agents_without_migration(text: str) -> str:
     return "".join(
         line for line in text.splitlines(keepends=True) if not MIGRATION_MENTION.search(line)
@@ -171,6 +180,8 @@ def build_finish_plan(root: Path) -> FinishPlan:
         (ERRORS_FILE, errors_without_scaffold),
     ):
         path = root / name
+        if name == ERRORS_FILE and uses_not_migrated_error(root):
+            continue
         if path.is_file():
             before = path.read_text(encoding="utf-8")
             after = rewrite(before)

@@ -20,7 +20,7 @@ import pytest
 
 from agent_cli.migration import finish as finish_module
 from agent_cli.migration.cli import main
-from agent_cli.migration.finish import MIGRATION_MENTION
+from agent_cli.migration.finish import ERRORS_FILE, MIGRATION_MENTION, build_finish_plan
 from agent_cli.migration.planner import GITIGNORE_ADDITION
 from agent_cli.migration.project import (
     ORIGINAL_MODEL_DIR,
@@ -200,6 +200,14 @@ def test_dry_run_lists_the_changes_and_changes_nothing(
         assert f"  {path}\n" in result.stdout + "\n"
     assert "nothing was changed" in result.stdout
     assert tree_digest(project) == before
+
+
+def test_the_scaffolds_error_stays_while_the_agent_names_it(project: Path) -> None:
+    set_agent(project, MIGRATED_AGENT)
+    assert ERRORS_FILE in build_finish_plan(project).rewrites
+    import_line = "from agent_server.runtime.errors import NotMigratedError\n"
+    set_agent(project, import_line + MIGRATED_AGENT)
+    assert ERRORS_FILE not in build_finish_plan(project).rewrites
 
 
 def test_finished_project_has_no_migration_left(
