@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from agent_cli.migration.errors import MigrationError, StepFailed
@@ -18,6 +19,7 @@ from agent_cli.migration.mlmodel import read_model
 from agent_cli.migration.planner import GITIGNORE, GITIGNORE_ADDITION, SCAFFOLD_TEST
 from agent_cli.migration.project import (
     ORIGINAL_MODEL_DIR,
+    PACKAGED_MODEL_DIR,
     PYPROJECT_FILE,
     RECORD_FILE,
     REPORT_FILE,
@@ -64,6 +66,14 @@ MIGRATED_SECTION = """## The migrated agent
 `agent_server/agent.py` serves the agent moved from Model Serving: its `@invoke` and `@stream`
 handlers call the original code, kept with its artifacts in `agent_server/migrated/model/`. Change
 it as any other agent; `uv run preflight` sends `input_example.json` through the local server.
+
+"""
+# The same, for an agent rewritten into agent.py itself (`migrate --rewrite`): no packaged model.
+REWRITTEN_SECTION = """## The migrated agent
+
+`agent_server/agent.py` is the agent moved from Model Serving, rewritten as its `@invoke` and
+`@stream` handlers. Change it as any other agent; `uv run preflight` sends `input_example.json`
+through the local server.
 
 """
 
@@ -126,7 +136,7 @@ def pyproject_without_migration(text: str) -> str:
     return "".join(kept)
 
 
-def readme_without_migration(text: str) -> str:
+def readme_without_migration(text: str, section: str = MIGRATED_SECTION) -> str:
     text = text.replace(
         "The landing place for an MLflow `ResponsesAgent` moving from Databricks Model Serving to",
         "An MLflow `ResponsesAgent` moved from Databricks Model Serving to",
@@ -140,7 +150,7 @@ def readme_without_migration(text: str) -> str:
     )
     return re.sub(
         r"## Migrating from Model Serving\n.*?(?=^## |\Z)",
-        MIGRATED_SECTION,
+        section,
         text,
         flags=re.DOTALL | re.MULTILINE,
     )
@@ -170,11 +180,16 @@ def agents_without_migration(text: str) -> str:
     )
 
 
+def readme_section(root: Path) -> str:
+    packaged = (root / PACKAGED_MODEL_DIR).is_dir()
+    return MIGRATED_SECTION if packaged else REWRITTEN_SECTION
+
+
 def build_finish_plan(root: Path) -> FinishPlan:
     plan = FinishPlan(removals=[path for path in REMOVED_PATHS if (root / path).exists()])
     for name, rewrite in (
         (PYPROJECT_FILE, pyproject_without_migration),
-        (README_FILE, readme_without_migration),
+        (README_FILE, partial(readme_without_migration, section=readme_section(root))),
         (AGENTS_FILE, agents_without_migration),
         (GITIGNORE, gitignore_without_migration),
         (ERRORS_FILE, errors_without_scaffold),

@@ -23,7 +23,9 @@ from agent_cli.migration.cli import main
 from agent_cli.migration.finish import ERRORS_FILE, MIGRATION_MENTION, build_finish_plan
 from agent_cli.migration.planner import GITIGNORE_ADDITION
 from agent_cli.migration.project import (
+    MIGRATED_DIR,
     ORIGINAL_MODEL_DIR,
+    PACKAGED_MODEL_DIR,
     RECORD_FILE,
     REPORT_FILE,
     tree_digest,
@@ -47,7 +49,6 @@ IGNORED = shutil.ignore_patterns(
     ".env",
     ORIGINAL_MODEL_DIR,
     REPORT_FILE,
-    Path(RECORD_FILE).name,
 )
 # A safety net for a machine under load: the finished copy's tests normally take seconds.
 CHILD_TIMEOUT_SECONDS = 600
@@ -102,6 +103,7 @@ REMOVED_MODULES = ("agent_cli.migration", "tests.migration", "tests.test_migrati
 def project(tmp_path: Path) -> Path:
     copy = tmp_path / "project"
     shutil.copytree(PROJECT_ROOT, copy, ignore=IGNORED)
+    shutil.rmtree(copy / MIGRATED_DIR, ignore_errors=True)
     return copy
 
 
@@ -210,6 +212,13 @@ def test_the_scaffolds_error_stays_while_the_agent_names_it(project: Path) -> No
     assert ERRORS_FILE not in build_finish_plan(project).rewrites
 
 
+def test_the_readme_names_the_packaged_model_when_there_is_one(project: Path) -> None:
+    set_agent(project, MIGRATED_AGENT)
+    (project / PACKAGED_MODEL_DIR).mkdir(parents=True)
+    readme = build_finish_plan(project).rewrites["README.md"].decode("utf-8")
+    assert "kept with its artifacts in `agent_server/migrated/model/`" in readme
+
+
 def test_finished_project_has_no_migration_left(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -232,7 +241,8 @@ def test_finished_project_has_no_migration_left(
     for name in ("README.md", "AGENTS.md", "pyproject.toml"):
         text = (project / name).read_text(encoding="utf-8")
         assert not MIGRATION_MENTION.search(text), name
-    assert "## The migrated agent" in (project / "README.md").read_text(encoding="utf-8")
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    assert "## The migrated agent" in readme and "rewritten as its `@invoke`" in readme
     pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
     assert "migrate" not in pyproject["project"]["scripts"]
     assert "start-server" in pyproject["project"]["scripts"]
