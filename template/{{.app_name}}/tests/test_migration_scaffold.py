@@ -27,7 +27,7 @@ def test_stream_ends_with_a_not_migrated_error_event(client: httpx.Client, agent
     events = stream(client, f"{agent_url}/invocations", user_request("hello"))
     assert events[-1] == "[DONE]"
     assert "not been migrated yet" in events[-2]["error"]
-    # The code the chat page and the command-line tools recognise the scaffold by.
+    # The code the command-line tools (preflight, test-agent, evaluate) recognise the scaffold by.
     assert events[-2]["code"] == "not_migrated"
 
 
