@@ -2,6 +2,9 @@
 
 Exit status: 0 migrated (or planned, with --dry-run); 2 bad input, with nothing changed; 1 the
 project was migrated but installing the dependencies or the verification failed.
+
+`uv run migrate --finish`, once the migrated agent works, removes the migration machinery
+(finish.py); it refuses, changing nothing, while the agent is not migrated or fails verification.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dotenv import load_dotenv
 from agent_cli.migration import source as sources
 from agent_cli.migration.dependencies import sync_environment
 from agent_cli.migration.errors import MigrationError, StepFailed
+from agent_cli.migration.finish import finish
 from agent_cli.migration.planner import Options, apply, build_plan, describe
 from agent_cli.migration.project import (
     ORIGINAL_MODEL_DIR,
@@ -64,6 +68,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     parser.add_argument(
+        "--finish",
+        action="store_true",
+        help="after a successful migration: verify the agent once more, then remove the "
+        "migration command, its tests, dependencies, original model and report",
+    )
+    parser.add_argument(
         "--on-conflict",
         choices=["stop", "project", "model"],
         default="stop",
@@ -90,7 +100,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--skip-verify", action="store_true", help="do not run the input example afterwards"
     )
     parser.add_argument(
-        "--force", action="store_true", help="replace an agent.py that you changed yourself"
+        "--force",
+        action="store_true",
+        help="replace an agent.py that you changed yourself (with --finish: skip the verification)",
     )
     parser.add_argument(
         "--project-dir", type=Path, default=DEFAULT_PROJECT, help="the project to migrate into"
@@ -129,6 +141,13 @@ def resolve_source(args: argparse.Namespace, project: Project, scratch: Path) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.finish:
+        return finish(
+            args.project_dir.resolve(),
+            force=args.force,
+            dry_run=args.dry_run,
+            dependency_mode=options_from(args).dependency_mode,
+        )
     project = Project.at(args.project_dir)
     # The settings the app runs with locally (.env: profile, tracking), so that the endpoint
     # lookup and the verification's original model see the workspace the server will see.

@@ -40,9 +40,13 @@ from agent_cli.migration.rewrite import RewriteRefused, rewrite
 from agent_cli.migration.source import Source
 
 GITIGNORE = ".gitignore"
-# The template's test that the unmigrated agent answers 501: it no longer holds once migrated.
+# The template's tests of the unmigrated agent's 501 answer: they no longer hold once migrated.
 SCAFFOLD_TEST = "tests/test_migration_scaffold.py"
 GITIGNORE_ENTRY = f"/{ORIGINAL_MODEL_DIR}/"
+GITIGNORE_ADDITION = (
+    "\n# The model as downloaded by `uv run migrate` (the app uses its copy in\n"
+    f"# {PACKAGED_MODEL_DIR}).\n{GITIGNORE_ENTRY}\n"
+)
 # Set by Databricks Apps for the app's own identity: nothing to carry over.
 PLATFORM_ENV_VARS = frozenset(
     {"DATABRICKS_HOST", "DATABRICKS_TOKEN", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET"}
@@ -186,11 +190,7 @@ def build_plan(project: Project, source: Source, options: Options) -> Plan:
             plan.files[LOCK_FILE] = lock
     gitignore = project.read_text(GITIGNORE)
     if gitignore is not None and GITIGNORE_ENTRY not in gitignore.splitlines():
-        addition = (
-            "\n# The model as downloaded by `uv run migrate` (the app uses its copy in\n"
-            f"# {PACKAGED_MODEL_DIR}).\n{GITIGNORE_ENTRY}\n"
-        )
-        plan.files[GITIGNORE] = (gitignore.rstrip("\n") + "\n" + addition).encode("utf-8")
+        plan.files[GITIGNORE] = (gitignore.rstrip("\n") + "\n" + GITIGNORE_ADDITION).encode("utf-8")
 
     plan.record = {
         "source": {
