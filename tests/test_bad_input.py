@@ -101,6 +101,11 @@ BAD_INPUTS = [
     pattern_case("secret_key-slash", "secret_key", "a/b"),
     pattern_case("lakebase_instance-underscore", "lakebase_instance", "agent_memory"),
     pattern_case("lakebase_instance-64-chars", "lakebase_instance", "m" * 64),
+    pattern_case("embedding_endpoint-space", "embedding_endpoint", "gte large"),
+    pattern_case("embedding_endpoint-slash", "embedding_endpoint", "a/b"),
+    pattern_case("embedding_endpoint-leading-hyphen", "embedding_endpoint", "-gte"),
+    pattern_case("embedding_endpoint-64-chars", "embedding_endpoint", "e" * 64),
+    pattern_case("embedding_endpoint-empty", "embedding_endpoint", ""),
     BadInput("memory-not-in-enum", {"memory": "long-term"}, "memory", enum_rule("memory")),
     BadInput(
         "memory-with-openai-agents",

@@ -172,7 +172,8 @@ def test_generated_project_boots(
 
 # Projects with every workspace resource chosen (issue 4): their own suites call each managed
 # MCP tool end to end and run the memory against a real PostgreSQL they start themselves
-# (Debian's postgresql package, from scripts/install-prereqs.sh).
+# (Debian's postgresql package, from scripts/install-prereqs.sh; with long-term memory the
+# pgserver package's, which has pgvector).
 RESOURCE_PROMPTS = [
     "genie_space_id",
     "vector_search_index",

@@ -398,6 +398,10 @@ ABSENT_FEATURE_WORDS: dict[str, tuple[re.Pattern[str], Callable[[Mapping[str, An
         re.compile(r"Lakebase|lakebase|LAKEBASE|checkpointer"),
         lambda c: c["memory"] != "none",
     ),
+    "long-term memory": (
+        re.compile(r"EMBEDDING_ENDPOINT|embedding_endpoint|pgvector|pgserver|delete_memory"),
+        lambda c: c["memory"] == "short-and-long-term",
+    ),
     "chat page": (
         re.compile(r"chat page|chat UI|chat_ui", re.IGNORECASE),
         CONDITIONAL_FILES["agent_server/runtime/chat_ui.py"],
@@ -614,6 +618,20 @@ def test_app_resources(rendered: RenderedCombination) -> None:
             assert entry["database"]["permission"] == "CAN_CONNECT_AND_CREATE"
             assert env["LAKEBASE_INSTANCE"]["value"] == config["lakebase_instance"]
             assert "LAKEBASE_ENDPOINT" not in env
+
+    # Long-term memory searches by meaning with an embeddings endpoint of its own resource.
+    embedding = resources.get("embedding-endpoint")
+    assert (embedding is not None) == (config["memory"] == "short-and-long-term")
+    app_env = {e["name"]: e for e in bundle_env + app_yaml(rendered)["env"]}
+    assert ("EMBEDDING_ENDPOINT" in app_env) == (embedding is not None)
+    if embedding is not None:
+        (entry,) = [r for r in reference if r["name"] == "embedding-endpoint"]
+        name = config.get("embedding_endpoint", PROPERTIES["embedding_endpoint"]["default"])
+        assert entry["serving_endpoint"] == {"name": name, "permission": "CAN_QUERY"}
+        for env_entry in bundle_env + app_yaml(rendered)["env"]:
+            if env_entry["name"] == "EMBEDDING_ENDPOINT":
+                source = env_entry.get("value_from", env_entry.get("valueFrom"))
+                assert source == "embedding-endpoint", env_entry
 
 
 def fake_identities(case: RenderedCombination) -> dict[str, bv.Identity]:

@@ -159,6 +159,38 @@ def test_token_delay_slows_answers(fake: FakeWorkspace) -> None:
     assert len(events) == 1 + 5 + 1 + 1  # role, tokens, finish, [DONE]
 
 
+def test_embeddings_endpoint_gives_near_vectors_for_texts_sharing_words(
+    fake: FakeWorkspace,
+) -> None:
+    """The OpenAI embeddings format on /invocations, as DatabricksEmbeddings calls it."""
+    texts = ["I play the cello", "cello lessons", "my dog is called Biscuit", "!"]
+    response = httpx.post(
+        f"{fake.url}/serving-endpoints/databricks-gte-large-en/invocations",
+        json={"input": texts},
+        headers=auth_headers(),
+    )
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    assert [d["index"] for d in data] == [0, 1, 2, 3]
+    cello, lessons, dog, no_words = (d["embedding"] for d in data)
+    assert len(cello) == 1024
+    assert abs(sum(v * v for v in cello) - 1) < 1e-9
+    assert not any(no_words)
+
+    def similarity(a: list[float], b: list[float]) -> float:
+        return sum(x * y for x, y in zip(a, b, strict=True))
+
+    assert similarity(cello, lessons) > similarity(cello, dog)
+    # A chat body still reaches the LLM.
+    chat = {"messages": [user_message("x")]}
+    answer = httpx.post(
+        f"{fake.url}/serving-endpoints/databricks-gte-large-en/invocations",
+        json=chat,
+        headers=auth_headers(),
+    )
+    assert answer.json()["choices"][0]["message"]["content"] == "You said: x"
+
+
 # --- Errors, recording, admin API ----------------------------------------------------------
 
 

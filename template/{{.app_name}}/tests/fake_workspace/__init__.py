@@ -27,7 +27,8 @@ Layout: ``core`` (settings, recorded requests, the route table and ``@route``), 
 deterministic "LLM" ``llm_reply()`` and the serving endpoint routes), ``workspace_api`` (REST API
 routes), ``admin`` (the admin API), ``server`` (``FakeWorkspace``); ``mlflow_api`` and
 ``traces_api`` (experiments; traces and logged models as mlflow exports them to a workspace);
-``listings_api`` (the list routes of `uv run discover-tools`).
+``listings_api`` (the list routes of `uv run discover-tools`); ``embeddings_api`` (embeddings
+endpoints: deterministic vectors, near for texts sharing words).
 A new area of the API is a new module of ``@route`` handlers, imported by ``server``.
 """
 

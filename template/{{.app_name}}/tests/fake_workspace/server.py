@@ -25,6 +25,7 @@ from .core import (
     Settings,
     dispatch,
 )
+from .embeddings_api import embed  # noqa: F401  (answers embeddings requests as an endpoint)
 from .faults import Fault  # noqa: F401  (wraps the LLM routes with fault injection)
 from .judges import JUDGE_VERDICT  # noqa: F401  (answers as an LLM judge on judge_endpoints)
 from .lakebase_api import get_instance  # noqa: F401  (registers the Lakebase routes)
