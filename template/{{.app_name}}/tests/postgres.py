@@ -6,10 +6,10 @@ directory: initdb, then a server that listens on a Unix socket in that directory
 port, so nothing else on the machine can reach it or clash with it), password authentication
 (SCRAM), run as the `postgres` OS user when the tests run as root (PostgreSQL refuses root).
 
-Why a socket: databricks-langchain connects to `host=<instance read_write_dns> port=5432
-sslmode=require`. The fake workspace answers the instance lookup with the socket directory as
-the host, libpq then connects to `<dir>/.s.PGSQL.5432` (SSL does not apply to sockets), and
-every cluster of every test run has a directory of its own.
+Why a socket: databricks-ai-bridge (under the memory) connects to `host=<instance
+read_write_dns> port=5432 sslmode=require`. The fake workspace answers the instance lookup with
+the socket directory as the host, libpq then connects to `<dir>/.s.PGSQL.5432` (SSL does not
+apply to sockets), and every cluster of every test run has a directory of its own.
 
 Roles: like a Lakebase database, DATABASE belongs to an administrator (here the superuser
 `postgres`), not to the roles that use it. Each role the tests name gets LOGIN and exactly
@@ -33,7 +33,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-PORT = 5432  # part of the socket's name; the port databricks-langchain always uses
+PORT = 5432  # part of the socket's name; the port databricks-ai-bridge always uses
 DATABASE = "databricks_postgres"  # the database of a Lakebase instance
 START_TIMEOUT_SECONDS = 60
 COMMAND_TIMEOUT_SECONDS = 120
