@@ -50,7 +50,7 @@ def conversation_key(ids: dict[str, str]) -> str:
 def new_messages(messages: list[dict[str, Any]], prior: int) -> list[dict[str, Any]]:
     """The messages of the request that its stored conversation does not have yet.
 
-    Clients without memory of their own (the chat page) send the whole conversation each time;
+    Many clients keep no memory of their own and send the whole conversation each time;
     once the memory holds it, only the turn after the last answer is new.
     """
     if prior:
