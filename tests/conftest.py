@@ -44,6 +44,12 @@ OPTIONAL_TEXT_SAMPLES: dict[str, str] = {
     "lakebase_project": "agent-memory",
 }
 
+# Enum values that the template rejects together (a `fail` in template/__preamble.tmpl): no
+# project to render, so no row of the matrix (tests/test_bad_input.py checks the refusal).
+REJECTED_COMBINATIONS: list[dict[str, str]] = [
+    {"agent_framework": "openai-agents", "memory": "short-and-long-term"},
+]
+
 RENDER_TIMEOUT_S = 300
 
 
@@ -108,7 +114,8 @@ def combination_matrix(schema: Mapping[str, Any] | None = None) -> list[dict[str
     asked only under a condition (`skip_prompt_if` on other prompts' values) takes its default
     where the condition skips it, and its sample where it is asked, so that prompts that go
     together (memory and lakebase_instance, secret_scope and secret_key) stay consistent. An
-    enum prompt takes its default where its condition skips it (memory with openai-agents).
+    enum prompt takes its default where its condition skips it (lakebase_kind without memory).
+    Combinations the template rejects (REJECTED_COMBINATIONS) are left out.
     """
     schema = load_template_schema() if schema is None else schema
     axes = matrix_axes(schema)
@@ -129,6 +136,11 @@ def combination_matrix(schema: Mapping[str, Any] | None = None) -> list[dict[str
                 elif condition and name in texts:
                     config[name] = axes[name][1]
             combination = {name: config[name] for name in axes}
+            if any(
+                all(combination.get(name) == value for name, value in rejected.items())
+                for rejected in REJECTED_COMBINATIONS
+            ):
+                continue
             if combination not in combinations:  # a skipped enum repeats its default's row
                 combinations.append(combination)
     return combinations

@@ -108,10 +108,15 @@ BAD_INPUTS = [
     pattern_case("embedding_endpoint-empty", "embedding_endpoint", ""),
     BadInput("memory-not-in-enum", {"memory": "long-term"}, "memory", enum_rule("memory")),
     BadInput(
-        "memory-with-openai-agents",
-        {"agent_framework": "openai-agents", "memory": "short-term", "lakebase_instance": "m"},
+        "long-term-memory-with-openai-agents",
+        {
+            "agent_framework": "openai-agents",
+            "memory": "short-and-long-term",
+            "lakebase_project": "agent-memory",
+        },
         "memory",
-        'with openai-agents it must be "none"',
+        "the OpenAI Agents SDK keeps conversations (sessions) on Lakebase but has no long-term "
+        "store",
     ),
     pattern_case("lakebase_project-uppercase", "lakebase_project", "Agent-Memory"),
     pattern_case("lakebase_project-path", "lakebase_project", "projects/agent-memory"),

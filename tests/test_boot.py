@@ -204,6 +204,14 @@ RESOURCE_BOOTS = {
         "lakebase_kind": "provisioned",
         "uc_function_schema": "main.agent_tools.lookup_order",
     },
+    # The Agents SDK's sessions: sync, where the memory runs on an event loop of its own.
+    "openai-agents-all-tools-short-term-memory-sync": {
+        **ALL_RESOURCES,
+        "agent_framework": "openai-agents",
+        "async": "no",
+        "memory": "short-term",
+        "lakebase_kind": "autoscaling",
+    },
 }
 
 

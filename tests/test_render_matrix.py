@@ -21,6 +21,7 @@ import pytest
 import regex
 from conftest import (
     COMBINATIONS,
+    REJECTED_COMBINATIONS,
     REPO_ROOT,
     RenderedCombination,
     load_template_schema,
@@ -70,11 +71,24 @@ CONDITIONAL_FILES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     "tests/test_shutdown.py": lambda c: c["agent_framework"] != "model-serving-migration",
     "tests/test_tracing_databricks.py": lambda c: c["agent_framework"] != "model-serving-migration",
     "tests/test_migration_scaffold.py": lambda c: c["agent_framework"] == "model-serving-migration",
-    # Tools of the managed MCP servers (every agent) and the memory (LangGraph).
+    # Tools of the managed MCP servers (every agent) and the memory (LangGraph, Agents SDK).
     "tests/test_tools.py": lambda c: c["agent_framework"] != "model-serving-migration",
+    "agent_server/runtime/memory.py": lambda c: (
+        c["agent_framework"] == "langgraph" and c["memory"] != "none"
+    ),
+    "agent_server/runtime/agents_sdk_memory.py": lambda c: (
+        c["agent_framework"] == "openai-agents" and c["memory"] != "none"
+    ),
     **{
-        name: lambda c: c["agent_framework"] == "langgraph" and c["memory"] != "none"
-        for name in ("agent_server/runtime/memory.py", "tests/test_memory.py", "tests/postgres.py")
+        name: lambda c: (
+            c["agent_framework"] in ("langgraph", "openai-agents") and c["memory"] != "none"
+        )
+        for name in (
+            "agent_server/runtime/lakebase.py",
+            "agent_server/runtime/conversation.py",
+            "tests/test_memory.py",
+            "tests/postgres.py",
+        )
     },
     # `uv run migrate` and its tests: whole folders, only for the migration scaffold.
     **{
@@ -216,8 +230,8 @@ def bundle_app_env(app: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def test_matrix_covers_every_prompt() -> None:
     """Every visible enum prompt is varied, and the matrix is their full product (an enum that
-    its `skip_prompt_if` skips takes its default there), times the optional texts all empty and
-    all set (see conftest.combination_matrix)."""
+    its `skip_prompt_if` skips takes its default there) less the combinations the template
+    rejects, times the optional texts all empty and all set (see conftest.combination_matrix)."""
     enums = [n for n, p in PROPERTIES.items() if "enum" in p and p.get("skip_prompt_if") != {}]
     optional_texts = 0
     for name, prop in PROPERTIES.items():
@@ -235,7 +249,11 @@ def test_matrix_covers_every_prompt() -> None:
             condition = PROPERTIES[name].get("skip_prompt_if")
             if condition and skip_condition_holds(condition, row):
                 row[name] = PROPERTIES[name]["default"]
-        expected_rows.add(tuple(row.items()))
+        if not any(
+            all(row.get(name) == value for name, value in rejected.items())
+            for rejected in REJECTED_COMBINATIONS
+        ):
+            expected_rows.add(tuple(row.items()))
     assert {tuple((name, c[name]) for name in enums) for c in COMBINATIONS} == expected_rows
     assert len(COMBINATIONS) == len(expected_rows) * (2 if optional_texts else 1)
     assert len({json.dumps(c, sort_keys=True) for c in COMBINATIONS}) == len(COMBINATIONS)

@@ -61,7 +61,7 @@ def test_custom_inputs_come_back_as_custom_outputs(client: httpx.Client, agent_u
     body = user_request("hi", custom_inputs={"session": "abc"})
     response = client.post(f"{agent_url}/invocations", json=body)
     outputs = response.json()["custom_outputs"]
-    # An agent with memory adds the conversation's ids (agent_server/runtime/memory.py).
+    # An agent with memory adds the conversation's ids (agent_server/runtime/conversation.py).
     memory_ids = {"thread_id", "user_id"}
     assert {k: v for k, v in outputs.items() if k not in memory_ids} == {"session": "abc"}
 

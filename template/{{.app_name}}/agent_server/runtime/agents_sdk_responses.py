@@ -8,6 +8,7 @@ items are the Responses API's: a `message` per answer, a `function_call` per too
 import asyncio
 import json
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 from uuid import uuid4
 
@@ -22,8 +23,10 @@ from agents import (
     ToolCallItem,
     ToolCallOutputItem,
 )
+from agents.memory import Session
 from mlflow.types.responses import (
     ResponsesAgentRequest,
+    ResponsesAgentResponse,
     create_function_call_item,
     create_function_call_output_item,
     create_text_delta,
@@ -37,6 +40,34 @@ _FAKE_ID = "__fake_id__"
 def to_input_items(request: ResponsesAgentRequest) -> list[Any]:
     """The request's input as the Responses input items the Agents SDK accepts."""
     return [item.model_dump(exclude_none=True) for item in request.input]
+
+
+@dataclass
+class Turn:
+    """One run of the agent: its input items, the session it continues (None: the request is
+    the whole conversation), and the custom_outputs of its answer."""
+
+    items: list[Any]
+    session: Session | None = None
+    custom_outputs: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, request: ResponsesAgentRequest) -> "Turn":
+        return cls(to_input_items(request), None, request.custom_inputs)
+
+    def response(self, new_items: Iterable[RunItem]) -> ResponsesAgentResponse:
+        """The answer: the items the run added (RunResult.new_items)."""
+        return ResponsesAgentResponse(
+            output=output_items(new_items), custom_outputs=self.custom_outputs
+        )
+
+    def completed(self) -> dict[str, Any]:
+        """A last stream event, with custom_outputs: how a stream returns them."""
+        return {
+            "type": "response.completed",
+            "response": {"output": [], "status": "completed"},
+            "custom_outputs": self.custom_outputs,
+        }
 
 
 class ItemIds:
