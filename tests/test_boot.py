@@ -93,30 +93,14 @@ def unexpected_skips(report: str) -> list[str]:
     return skips
 
 
-# Sub-agents for the boot configurations that set them: an endpoint the booted server asks
-# through the fake (the project's own tests also cover an app sub-agent, with OAuth).
-SUBAGENTS = "boot-subagent, apps/boot-subagent-app"
-BOOT_CASES = [
-    *((framework, is_async, "") for framework in FRAMEWORKS for is_async in ASYNC_CHOICES),
-    ("langgraph", "yes", SUBAGENTS),
-    ("openai-agents", "no", SUBAGENTS),
-]
-# Sub-agents asked as the signed-in user (on_behalf_of_user) in one of them: its own suite then
-# runs the tests of the user's token reaching each sub-agent.
-ON_BEHALF_OF_USER = {("openai-agents", "no", SUBAGENTS)}
+BOOT_CASES = [(framework, is_async) for framework in FRAMEWORKS for is_async in ASYNC_CHOICES]
 
 
 @pytest.mark.parametrize(
-    ("framework", "is_async", "subagents"),
-    BOOT_CASES,
-    ids=[f"{f}-async-{a}" + ("-subagents" if s else "") for f, a, s in BOOT_CASES],
+    ("framework", "is_async"), BOOT_CASES, ids=[f"{f}-async-{a}" for f, a in BOOT_CASES]
 )
-def test_generated_project_boots(
-    tmp_path: Path, framework: str, is_async: str, subagents: str
-) -> None:
-    config = {"agent_framework": framework, "async": is_async, "subagents": subagents}
-    if (framework, is_async, subagents) in ON_BEHALF_OF_USER:
-        config["on_behalf_of_user"] = "yes"
+def test_generated_project_boots(tmp_path: Path, framework: str, is_async: str) -> None:
+    config = {"agent_framework": framework, "async": is_async}
     project = installed_and_self_tested(config, tmp_path)
 
     env = project_env()
@@ -144,21 +128,6 @@ def test_generated_project_boots(
             ) as response:
                 assert response.status_code == 200
                 lines = [line for line in response.iter_lines() if line.startswith("data: ")]
-            if subagents:
-                # The fake's endpoint sub-agent answers; the LLM calls it when the prompt names
-                # its tool.
-                httpx.post(
-                    f"{fake_url}/__fake__/config", json={"subagents": ["boot-subagent"]}, timeout=10
-                ).raise_for_status()
-                question = 'Ask ask_boot_subagent {"question": "Are you there?"}'
-                asked = httpx.post(
-                    f"{url}/invocations",
-                    json={"input": [{"role": "user", "content": question}]},
-                    timeout=60,
-                )
-                assert asked.status_code == 200, asked.text
-                answer = "boot-subagent answers: Are you there?"
-                assert f"The tool said: {answer}" in asked.text
     assert lines[-1] == "data: [DONE]"
     if framework != "model-serving-migration":
         assert invoked.status_code == 200, invoked.text
@@ -189,28 +158,35 @@ ALL_RESOURCES = {
     "agent_framework": "langgraph",
     **{name: OPTIONAL_TEXT_SAMPLES[name] for name in RESOURCE_PROMPTS},
 }
+# Sub-agents, an endpoint and an app; their suite calls both through the fake, and, where the
+# tools run as the signed-in user (on_behalf_of_user), checks that the user's token reaches them.
+SUBAGENTS = "boot-subagent, apps/boot-subagent-app"
 RESOURCE_BOOTS = {
-    "all-tools-long-term-memory-async": {
+    "all-tools-long-term-memory-subagents-async": {
         **ALL_RESOURCES,
         "async": "yes",
         "memory": "short-and-long-term",
         "lakebase_kind": "autoscaling",
         "on_behalf_of_user": "yes",
+        "subagents": SUBAGENTS,
     },
-    "all-tools-short-term-memory-sync": {
+    "all-tools-short-term-memory-subagents-sync": {
         **ALL_RESOURCES,
         "async": "no",
         "memory": "short-term",
         "lakebase_kind": "provisioned",
         "uc_function_schema": "main.agent_tools.lookup_order",
+        "subagents": SUBAGENTS,
     },
     # The Agents SDK's sessions: sync, where the memory runs on an event loop of its own.
-    "openai-agents-all-tools-short-term-memory-sync": {
+    "openai-agents-all-tools-short-term-memory-subagents-sync": {
         **ALL_RESOURCES,
         "agent_framework": "openai-agents",
         "async": "no",
         "memory": "short-term",
         "lakebase_kind": "autoscaling",
+        "on_behalf_of_user": "yes",
+        "subagents": SUBAGENTS,
     },
 }
 
@@ -218,8 +194,8 @@ RESOURCE_BOOTS = {
 @pytest.mark.parametrize("config", list(RESOURCE_BOOTS.values()), ids=list(RESOURCE_BOOTS))
 def test_project_with_workspace_resources_boots(tmp_path: Path, config: dict[str, str]) -> None:
     project = installed_and_self_tested(config, tmp_path)
-    # The suites of the tools and the memory ran, with every test passing.
-    for suite in ("tests/test_tools.py", "tests/test_memory.py"):
+    # The suites of the tools, the memory and the sub-agents ran, with every test passing.
+    for suite in ("tests/test_tools.py", "tests/test_memory.py", "tests/test_subagents.py"):
         listed = run(
             [*UV_RUN, "pytest", "-q", "--collect-only", "-p", "no:cacheprovider", suite],
             project,
