@@ -150,6 +150,24 @@ def test_another_users_run_is_404(server: AgentProcess) -> None:
     wait_until_ended(server, run_id)
 
 
+def test_a_run_cancelled_by_its_user_stops(server: AgentProcess) -> None:
+    run_id = start(server)["id"]
+    cancel_url = f"{server.url}/responses/{run_id}/cancel"
+    assert httpx.post(cancel_url, headers=BOB, timeout=30).status_code == 404
+    cancelled = httpx.post(cancel_url, headers=ADA, timeout=30)
+    assert cancelled.status_code == 200, cancelled.text
+    ended = cancelled.json()
+    # The migration scaffold's run fails at once ("not migrated yet"), before it can be cancelled.
+    assert ended["status"] == "cancelled" or (ended["status"] == "failed" and answered(ended))
+    state = httpx.get(f"{server.url}/responses/{run_id}", headers=ADA, timeout=30).json()
+    assert state["status"] == ended["status"]
+    url = f"{server.url}/responses/{run_id}?stream=true"
+    with httpx.Client(timeout=30) as http, http.stream("GET", url, headers=ADA) as replay:
+        events = read_sse(replay)
+    assert events[-1] == "[DONE]"
+    assert events[-2]["type"] == f"response.{state['status']}"
+
+
 @pytest.mark.parametrize(
     "query", ["stream=true&starting_after=-1", "stream=true&starting_after=x", "starting_after=3"]
 )

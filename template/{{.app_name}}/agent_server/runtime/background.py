@@ -7,11 +7,13 @@ server answers at once with the run's id, in the Responses API's shape
 on its own, whoever is still connected:
 - `GET /responses/{id}`: the run's state; once it ended, its `output` (status `completed`) or its
   `error` (status `failed`);
+- `POST /responses/{id}/cancel`: stops the run (status `cancelled`); an ended run stays as it
+  ended;
 - `GET /responses/{id}?stream=true&starting_after=N`: the run's stream events after sequence number
   N (all of them without N), then the new ones as they come, until the run ends (`data: [DONE]`).
   A client whose connection broke reconnects with the last `sequence_number` it read and loses
-  nothing. The first event is `response.created`, the last `response.completed` or
-  `response.failed`, each with the run as a response object.
+  nothing. The first event is `response.created`, the last `response.completed`,
+  `response.failed` or `response.cancelled`, each with the run as a response object.
 - `POST /responses` with both `background` and `stream` true: the run's stream from its start.
 
 A run belongs to the user who started it (identity.py: deployed, the proxy's signed-in user): for
@@ -62,7 +64,7 @@ TIMEOUT_SECONDS = float(os.environ.get("AGENT_BACKGROUND_TIMEOUT_SECONDS", "3600
 KEEP_SECONDS = float(os.environ.get("AGENT_BACKGROUND_KEEP_SECONDS", "3600"))
 
 RUN_PATH = re.compile(r"^/responses/(?P<id>[^/]+)$")
-ENDED = frozenset({"completed", "failed"})
+CANCEL_PATH = re.compile(r"^/responses/(?P<id>[^/]+)/cancel$")
 
 
 @dataclass
@@ -78,6 +80,7 @@ class Run:
     ended_at: float | None = None  # time.monotonic() when it ended
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     task: asyncio.Task[None] | None = None
+    cancelled: bool = False  # its user cancelled it
 
     def response(self) -> dict[str, Any]:
         """The run as a Responses API response object."""
@@ -103,8 +106,11 @@ class Run:
             self.changed.notify_all()
 
     async def end(self, error: dict[str, Any] | None) -> None:
-        self.status, self.error = ("failed", error) if error else ("completed", None)
-        kind = "response.failed" if error else "response.completed"
+        if self.cancelled:
+            self.status, self.error = "cancelled", None
+        else:
+            self.status, self.error = ("failed", error) if error else ("completed", None)
+        kind = f"response.{self.status}"
         self.events.append(
             {"type": kind, "response": self.response(), "sequence_number": len(self.events)}
         )
@@ -169,6 +175,10 @@ class BackgroundRuns:
         if scope["type"] == "http" and scope["method"] == "GET":
             if match := RUN_PATH.match(scope["path"]):
                 await _read_run(match["id"], scope, receive, send)
+                return
+        if scope["type"] == "http" and scope["method"] == "POST":
+            if match := CANCEL_PATH.match(scope["path"]):
+                await _cancel_run(match["id"], scope, send)
                 return
         if (
             scope["type"] != "http"
@@ -310,11 +320,29 @@ def _owner(scope: Scope) -> str | None:
     return proxy_user(headers)
 
 
+async def _not_found(run_id: str, send: Send) -> None:
+    detail = f"No background response {run_id[:100]!r}: unknown, expired, or someone else's."
+    await send_json(send, 404, {"detail": detail})
+
+
+async def _cancel_run(run_id: str, scope: Scope, send: Send) -> None:
+    """Stop a run (its LLM calls too, as for a client that left a stream); an ended run stays
+    as it ended."""
+    run = _store.get(run_id, _owner(scope))
+    if run is None:
+        await _not_found(run_id, send)
+        return
+    if run.ended_at is None and run.task is not None:
+        run.cancelled = True
+        run.task.cancel()
+        await asyncio.gather(run.task, return_exceptions=True)
+    await send_json(send, 200, run.response())
+
+
 async def _read_run(run_id: str, scope: Scope, receive: Receive, send: Send) -> None:
     run = _store.get(run_id, _owner(scope))
     if run is None:
-        detail = f"No background response {run_id[:100]!r}: unknown, expired, or someone else's."
-        await send_json(send, 404, {"detail": detail})
+        await _not_found(run_id, send)
         return
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     stream = query.get("stream", ["false"])[-1].lower() == "true"
