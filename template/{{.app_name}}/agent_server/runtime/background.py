@@ -3,8 +3,9 @@
 Databricks Apps' proxy ends a request after about 120 s (a stream after about 300 s), so an agent
 that works longer would lose its answer. With `"background": true` in a `POST /responses` body the
 server answers at once with the run's id, in the Responses API's shape
-(`{"id": ..., "object": "response", "status": "queued"}`), and runs the agent's @stream handler
-on its own, whoever is still connected:
+(`{"id": ..., "object": "response", "status": "in_progress"}`), and runs the agent's @stream
+handler on its own, whoever is still connected (a request that mlflow refuses is answered with
+its 4xx, and no run is kept):
 - `GET /responses/{id}`: the run's state; once it ended, its `output` (status `completed`) or its
   `error` (status `failed`);
 - `POST /responses/{id}/cancel`: stops the run (status `cancelled`); an ended run stays as it
@@ -26,10 +27,10 @@ refuses a new run with 429 when all of them are still running.
 
 Runs are kept in this process's memory only: a restart or a redeploy loses them, and with several
 uvicorn workers a run is known only to the worker that started it. databricks-ai-bridge's
-LongRunningAgentServer keeps runs in Lakebase instead, but it runs background mode only when
-Lakebase is configured (its own LAKEBASE_* settings, tables in a fixed `agent_server` schema),
-replaces mlflow's request handling by subclassing its AgentServer, and serves any run to anyone who
-has its id; so the project keeps its own store (RunStore), to which a Lakebase one could be added.
+LongRunningAgentServer keeps runs in a database instead, but it runs background mode only when
+that database is configured (its own settings, its own fixed schema), replaces mlflow's request
+handling by subclassing its AgentServer, and serves any run to whoever has its id; so the project
+keeps its own store (RunStore), beside which a persistent one can be added.
 """
 
 import asyncio
@@ -152,6 +153,9 @@ class RunStore:
         run = self._runs.get(run_id)
         return run if run is not None and run.owner == owner else None
 
+    def discard(self, run_id: str) -> None:
+        self._runs.pop(run_id, None)
+
     def running(self) -> list[Run]:
         return [run for run in self._runs.values() if run.ended_at is None]
 
@@ -217,20 +221,29 @@ class BackgroundRuns:
         stream = data.pop("stream", False)
         data.pop("background")
         request = json.dumps({**data, "stream": True}).encode()
-        run.task = asyncio.get_running_loop().create_task(self._drive(run, scope, request))
+        reader = _EventReader(run)
+        run.task = asyncio.get_running_loop().create_task(self._drive(run, scope, request, reader))
+        # The answer waits for mlflow to accept the request, so that a request it refuses (a
+        # role it does not know, ...) gets its 4xx here, as without background mode.
+        await asyncio.wait({reader.accepted, run.task}, return_when=asyncio.FIRST_COMPLETED)
+        if not (reader.accepted.done() and reader.accepted.result()):
+            await asyncio.gather(run.task, return_exceptions=True)
+            _store.discard(run.id)
+            status = reader.status if reader.status >= 400 else 500
+            await send_json(send, status, {"detail": (run.error or {}).get("message", "")})
+            return
         logger.info("Background response %s started", run.id)
         if stream:
             await _send_events(run, -1, receive, send)
         else:
             await send_json(send, 200, run.response())
 
-    async def _drive(self, run: Run, scope: Scope, body: bytes) -> None:
+    async def _drive(self, run: Run, scope: Scope, body: bytes, reader: "_EventReader") -> None:
         """Run the agent's @stream handler through the server, as a streaming request would."""
         run.status = "in_progress"
         headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-length"]
         headers.append((b"content-length", str(len(body)).encode()))
         inner = {**scope, "headers": headers, "path": "/responses", "raw_path": b"/responses"}
-        reader = _EventReader(run)
         error: dict[str, Any] | None = None
         try:
             async with asyncio.timeout(TIMEOUT_SECONDS):
@@ -261,15 +274,20 @@ class _EventReader:
         self.status = 200
         self.pending = b""
         self.failure: dict[str, Any] | None = None
+        # Set once mlflow answered: True when it streams the run, False when it refused it.
+        self.accepted: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
 
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.status = message["status"]
+            if self.status == 200:
+                self.accepted.set_result(True)
         elif message["type"] == "http.response.body":
             self.pending += message.get("body", b"")
             if self.status != 200:
                 if not message.get("more_body", False):
                     self.failure = {"code": f"http_{self.status}", "message": self._detail()}
+                    self.accepted.set_result(False)
                 return
             *frames, self.pending = self.pending.split(b"\n\n")
             for frame in frames:
