@@ -71,7 +71,7 @@ RECORDERS = """
 window.__bodies = [];
 const originalFetch = window.fetch;
 window.fetch = (url, options) => {
-  window.__bodies.push(JSON.parse(options.body));
+  if (options && options.body) window.__bodies.push(JSON.parse(options.body));
   return originalFetch(url, options);
 };
 window.__texts = [];

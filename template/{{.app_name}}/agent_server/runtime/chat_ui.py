@@ -2,8 +2,8 @@
 
 Plain files in static/ beside this module (index.html, app.js, style.css): no Node, no build step,
 and nothing fetched from the network, at start or in the browser. The page streams answers from
-`/invocations` on the same origin, so on Databricks Apps it goes through the app's proxy with the
-user's session, like any other request to the app.
+`/responses` (background mode, see background.py) on the same origin, so on Databricks Apps it
+goes through the app's proxy with the user's session, like any other request to the app.
 
 Routes added (nothing else is shadowed: /invocations, /responses, /health and unknown paths
 answer as without the page):

@@ -92,7 +92,9 @@ class RequestGuard:
         token = _request_errors.set(errors)
         try:
             await self.app(
-                _with_length(scope, len(body)), _replay(body, receive), _map_errors(send, errors)
+                _with_length(scope, len(body)),
+                replay_body(body, receive),
+                _map_errors(send, errors),
             )
         finally:
             _request_errors.reset(token)
@@ -315,7 +317,7 @@ def _with_length(scope: Scope, length: int) -> Scope:
     return {**scope, "headers": headers}
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay_body(body: bytes, receive: Receive) -> Receive:
     """A receive that yields the body once, then passes on the client's disconnect."""
     sent = False
 

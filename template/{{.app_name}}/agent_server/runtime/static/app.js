@@ -1,5 +1,7 @@
-// The chat page: sends each question to the agent's /invocations with "stream": true and shows
-// the server-sent events as they arrive: text deltas, tool calls and their results, errors.
+// The chat page: sends each question to the agent's /responses in background mode with
+// "stream": true and shows the server-sent events as they arrive: text deltas, tool calls and
+// their results, errors. The agent's run goes on when the connection breaks (the platform's proxy
+// cuts long requests): the page picks its stream up again after the last event it read.
 // Finished answers can be rated (thumbs up or down, kept as MLflow feedback on the answer's
 // trace), and the conversation is kept in the browser's localStorage across reloads.
 // Plain browser JavaScript (no build step, no dependencies).
@@ -7,7 +9,7 @@
 
 // Relative to the page, so it works wherever the page is served: locally, and behind the
 // Databricks Apps proxy (same origin: the user's session with the app authenticates the call).
-const INVOCATIONS_URL = new URL("invocations", document.baseURI);
+const RESPONSES_URL = new URL("responses", document.baseURI);
 const CONFIG_URL = new URL("chat/config", document.baseURI);
 const FEEDBACK_URL = new URL("chat/feedback", document.baseURI);
 // Where the conversation is kept between reloads (per page path), and how many turns of it.
@@ -17,6 +19,9 @@ const STORED_TURNS = 50;
 // agent that keeps the conversation itself (memory keyed by the conversation id) needs only the
 // new message: set this to false.
 const SEND_HISTORY = true;
+// How often a stream cut before its end is picked up again, and the wait before each try.
+const RESUME_TRIES = 5;
+const RESUME_DELAY_MS = 1000;
 
 const elements = {
   messages: document.getElementById("messages"),
@@ -34,6 +39,7 @@ const chat = {
   history: [], // {role, content} of the finished turns
   turns: [], // {question, answer, traceId, rating} of the finished turns, as stored
   controller: null, // AbortController of the request in flight
+  run: null, // {id, after}: the background run being read, and the last sequence number read
   feedback: false, // whether answers are traced, so that they can be rated
 };
 
@@ -297,6 +303,11 @@ function handleEvent(turn, event) {
     if (item.type === "message") turn.setText(item.id, messageText(item));
     else if (item.type === "function_call") turn.toolCall(item.call_id, item.name, item.arguments);
     else if (item.type === "function_call_output") turn.toolResult(item.call_id, item.output);
+  } else if (event.type === "response.failed" && !turn.failed) {
+    // A run that failed before its agent could report it in an error event.
+    const error = (event.response && event.response.error) || {};
+    const code = error.code ? ` (${error.code})` : "";
+    turn.error(`The agent failed${code}: ${error.message || "no reason given"}`);
   } else if (event.type === "error" || event.error) {
     const reason = event.message || event.error;
     const text = typeof reason === "string" ? reason : JSON.stringify(reason);
@@ -350,19 +361,59 @@ async function httpErrorMessage(response) {
   return `${text}${/[.!?]$/.test(text) ? "" : "."}${hint}`;
 }
 
+// Reads one stream of the run into the turn; whether it reached its end (`[DONE]`).
+async function readRun(response, turn, run) {
+  for await (const data of serverSentData(response)) {
+    if (data === "[DONE]") return true;
+    let event;
+    try {
+      event = JSON.parse(data);
+    } catch {
+      turn.error(`Unreadable event from the agent: ${data.slice(0, 200)}`);
+      continue;
+    }
+    if (typeof event.sequence_number === "number") run.after = event.sequence_number;
+    if (event.type === "response.created" && event.response) run.id = event.response.id;
+    handleEvent(turn, event);
+  }
+  return false;
+}
+
+function runUrl(run, suffix) {
+  return new URL(`responses/${encodeURIComponent(run.id)}${suffix}`, document.baseURI);
+}
+
+function pause(ms, signal) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener(
+      "abort",
+      () => {
+        clearTimeout(timer);
+        reject(new DOMException("Stopped", "AbortError"));
+      },
+      { once: true },
+    );
+  });
+}
+
 async function ask(question) {
   const turn = new Turn(question);
   const message = { role: "user", content: question };
   const body = {
     input: SEND_HISTORY ? [...chat.history, message] : [message],
     context: { conversation_id: chat.conversationId },
+    background: true,
     stream: true,
   };
+  const run = { id: null, after: -1 };
   chat.controller = new AbortController();
+  chat.run = run;
   setBusy(true);
   let completed = false;
   try {
-    const response = await fetch(INVOCATIONS_URL, {
+    let url = RESPONSES_URL;
+    let init = {
       method: "POST",
       headers: {
         "Content-Type": "application/json",
@@ -370,34 +421,38 @@ async function ask(question) {
         ...(chat.feedback ? { "x-mlflow-return-trace-id": "true" } : {}),
       },
       body: JSON.stringify(body),
-      signal: chat.controller.signal,
-    });
-    if (!response.ok) {
-      turn.error(await httpErrorMessage(response));
-      return;
-    }
-    const type = response.headers.get("content-type") || "";
-    if (!type.startsWith("text/event-stream")) {
-      // E.g. a login page instead of the answer, when the app's session has expired.
-      const what = type || "no content type";
-      turn.error(`Unexpected answer (${what}): reload the page and try again.`);
-      return;
-    }
-    for await (const data of serverSentData(response)) {
-      if (data === "[DONE]") {
-        completed = true;
+    };
+    for (let tries = 0; ; tries++) {
+      let cut = "the connection closed before its end";
+      try {
+        const response = await fetch(url, { ...init, signal: chat.controller.signal });
+        if (!response.ok) {
+          turn.error(await httpErrorMessage(response));
+          return;
+        }
+        const type = response.headers.get("content-type") || "";
+        if (!type.startsWith("text/event-stream")) {
+          // E.g. a login page instead of the answer, when the app's session has expired.
+          const what = type || "no content type";
+          turn.error(`Unexpected answer (${what}): reload the page and try again.`);
+          return;
+        }
+        completed = await readRun(response, turn, run);
+        if (completed) break;
+      } catch (err) {
+        if (err.name === "AbortError" || !run.id) throw err;
+        cut = err.message;
+      }
+      if (!run.id || tries >= RESUME_TRIES) {
+        turn.error(`The answer was cut off: ${cut}.`);
         break;
       }
-      let event;
-      try {
-        event = JSON.parse(data);
-      } catch {
-        turn.error(`Unreadable event from the agent: ${data.slice(0, 200)}`);
-        continue;
-      }
-      handleEvent(turn, event);
+      // The run goes on without a reader: read on after the last event that arrived.
+      turn.status.textContent = "Reconnecting\u2026";
+      await pause(RESUME_DELAY_MS, chat.controller.signal);
+      url = runUrl(run, `?stream=true&starting_after=${run.after}`);
+      init = { headers: { Accept: "text/event-stream" } };
     }
-    if (!completed) turn.error("The answer was cut off: the connection closed before its end.");
   } catch (err) {
     if (err.name === "AbortError") turn.error("Stopped.");
     else turn.error(`Could not reach the agent: ${err.message}`);
@@ -409,8 +464,17 @@ async function ask(question) {
       finishedTurn(turn, stored);
     }
     chat.controller = null;
+    chat.run = null;
     setBusy(false);
   }
+}
+
+// Stop: no longer read the answer, and stop the agent's run (it would go on without a reader).
+function stop() {
+  if (!chat.controller) return;
+  const run = chat.run;
+  chat.controller.abort();
+  if (run && run.id) fetch(runUrl(run, "/cancel"), { method: "POST" }).catch(() => {});
 }
 
 function setBusy(busy) {
@@ -435,7 +499,7 @@ elements.prompt.addEventListener("keydown", (event) => {
   }
 });
 
-elements.stop.addEventListener("click", () => chat.controller && chat.controller.abort());
+elements.stop.addEventListener("click", stop);
 elements.newChat.addEventListener("click", startConversation);
 
 loadConfig().then(() => {
