@@ -56,6 +56,7 @@ from agent_server.runtime.request_guard import (
     parse_json,
     replay_body,
     send_json,
+    with_length,
 )
 
 logger = logging.getLogger(__name__)
@@ -187,11 +188,7 @@ class BackgroundRuns:
         if (
             scope["type"] != "http"
             or scope["method"] != "POST"
-            or scope["path"]
-            not in {
-                "/responses",
-                "/invocations",
-            }
+            or scope["path"] not in {"/responses", "/invocations"}
         ):
             await self.app(scope, receive, send)
             return
@@ -241,13 +238,11 @@ class BackgroundRuns:
     async def _drive(self, run: Run, scope: Scope, body: bytes, reader: "_EventReader") -> None:
         """Run the agent's @stream handler through the server, as a streaming request would."""
         run.status = "in_progress"
-        headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-length"]
-        headers.append((b"content-length", str(len(body)).encode()))
-        inner = {**scope, "headers": headers, "path": "/responses", "raw_path": b"/responses"}
+        inner = {**with_length(scope, len(body)), "path": "/responses", "raw_path": b"/responses"}
         error: dict[str, Any] | None = None
         try:
             async with asyncio.timeout(TIMEOUT_SECONDS):
-                await self.app(inner, _body_then_wait(body), reader.send)
+                await self.app(inner, replay_body(body, _no_client), reader.send)
             error = reader.error()
         except TimeoutError:
             error = {
@@ -317,19 +312,10 @@ class _EventReader:
         return self.failure
 
 
-def _body_then_wait(body: bytes) -> Receive:
-    """A receive for a request without a client: the body, then never a disconnect."""
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await asyncio.Event().wait()  # until the run ends and this is cancelled
-        return {"type": "http.disconnect"}
-
-    return receive
+async def _no_client() -> Message:
+    """The receive of a request without a client: it never disconnects."""
+    await asyncio.Event().wait()  # until the run ends and this is cancelled
+    return {"type": "http.disconnect"}
 
 
 def _owner(scope: Scope) -> str | None:

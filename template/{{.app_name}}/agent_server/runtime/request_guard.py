@@ -92,7 +92,7 @@ class RequestGuard:
         token = _request_errors.set(errors)
         try:
             await self.app(
-                _with_length(scope, len(body)),
+                with_length(scope, len(body)),
                 replay_body(body, receive),
                 _map_errors(send, errors),
             )
@@ -311,7 +311,8 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def _with_length(scope: Scope, length: int) -> Scope:
+def with_length(scope: Scope, length: int) -> Scope:
+    """`scope` with its Content-Length header set to `length`."""
     headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"content-length"]
     headers.append((b"content-length", str(length).encode()))
     return {**scope, "headers": headers}
