@@ -9,6 +9,12 @@ server's limit), and a new conversation. Last, a rating (thumbs up, kept as MLfl
 answer's trace in the server's local tracking store), the configured greeting, and the
 conversation kept across a reload. Screenshots land in build/artifacts/.
 
+Background mode goes through a proxy between the browser and the server, as the Databricks Apps
+proxy is: it cuts a stream mid-answer (as the Apps proxy ends long requests), and the page must
+read on from the last event it got and show the answer exactly once; it holds a stream's first
+event back (a slow network), and Stop pressed before the page knows the run must still cancel
+the run, as Stop mid-answer does.
+
 Chromium comes from Debian (`scripts/install-prereqs.sh` installs `chromium` and
 `chromium-driver`); nothing is downloaded here.
 """
@@ -16,14 +22,17 @@ Chromium comes from Debian (`scripts/install-prereqs.sh` installs `chromium` and
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -466,3 +475,292 @@ def test_without_the_chat_page_only_the_api_is_served(chat_app: ChatApp, tmp_pat
             lines = [line for line in response.iter_lines() if line.startswith("data: ")]
     assert lines[-1] == "data: [DONE]"
     assert any("You said: No page here" in line for line in lines)
+
+
+# Headers that belong to one connection (RFC 9110 7.6.1), or that the proxy sets itself: not
+# passed on. accept-encoding too, so that the server answers uncompressed and events can be read.
+HOP_HEADERS = {
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "upgrade",
+    "host",
+    "content-length",
+    "accept-encoding",
+}
+# How long the proxy holds a stream back at most, whatever the test does.
+HOLD_TIMEOUT = 30
+
+
+class StreamProxy(ThreadingHTTPServer):
+    """Between the browser and the server, as the Databricks Apps proxy is: passes every request
+    on and every answer back, an event stream event by event. The next event stream can be cut
+    after `after` events (the connection closes in the middle of its chunked body, as when the
+    Apps proxy ends a long request), or held back, headers and all, until the test releases it
+    (a slow network: the page has not seen the run's first event)."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+        self.upstream = upstream
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        self.lock = threading.Lock()
+        self.requests: list[str] = []  # "METHOD /path?query", in arrival order
+        self.run_ids: list[str] = []  # of the response.created events streamed through
+        self._cut_after: int | None = None
+        self._hold: threading.Event | None = None
+
+    def cut_next_stream(self, after: int) -> None:
+        with self.lock:
+            self._cut_after = after
+
+    def hold_next_stream(self) -> threading.Event:
+        """Hold the next event stream back once its first event arrived, until this is set."""
+        release = threading.Event()
+        with self.lock:
+            self._hold = release
+        return release
+
+    def take_stream_plan(self) -> tuple[int | None, threading.Event | None]:
+        with self.lock:
+            plan = (self._cut_after, self._hold)
+            self._cut_after, self._hold = None, None
+            return plan
+
+    def record(self, event: bytes) -> None:
+        for line in event.decode().splitlines():
+            if line.startswith("data: {"):
+                data = json.loads(line[len("data: ") :])
+                if data.get("type") == "response.created":
+                    with self.lock:
+                        self.run_ids.append(data["response"]["id"])
+
+
+class _ProxyHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # chunked bodies, so that a cut stream is an incomplete one
+    server: StreamProxy
+
+    def do_GET(self) -> None:
+        self.forward()
+
+    def do_POST(self) -> None:
+        self.forward()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # the test asserts on `requests` instead
+
+    def forward(self) -> None:
+        proxy = self.server
+        self.close_connection = True
+        with proxy.lock:
+            proxy.requests.append(f"{self.command} {self.path}")
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
+        try:
+            with (
+                httpx.Client(timeout=ANSWER_TIMEOUT) as client,
+                client.stream(
+                    self.command, proxy.upstream + self.path, headers=headers, content=body
+                ) as answer,
+            ):
+                if answer.headers.get("content-type", "").startswith("text/event-stream"):
+                    self.relay_events(answer)
+                else:
+                    self.relay_whole(answer)
+        except OSError:
+            pass  # the browser left (Stop): the upstream request is closed with it
+
+    def start_answer(self, answer: httpx.Response, extra: dict[str, str]) -> None:
+        self.send_response(answer.status_code)
+        for name, value in answer.headers.items():
+            if name.lower() not in HOP_HEADERS and name.lower() not in {"date", "server"}:
+                self.send_header(name, value)
+        for name, value in {"Connection": "close", **extra}.items():
+            self.send_header(name, value)
+        self.end_headers()
+
+    def relay_whole(self, answer: httpx.Response) -> None:
+        content = answer.read()
+        self.start_answer(answer, {"Content-Length": str(len(content))})
+        self.wfile.write(content)
+
+    def relay_events(self, answer: httpx.Response) -> None:
+        cut_after, hold = self.server.take_stream_plan()
+        events = _events(answer)
+        first = next(events, b"")
+        self.server.record(first)
+        if hold is not None:
+            hold.wait(HOLD_TIMEOUT)
+        self.start_answer(answer, {"Transfer-Encoding": "chunked"})
+        for sent, event in enumerate(itertools.chain([first] if first else [], events)):
+            if sent:
+                self.server.record(event)
+            if sent == cut_after:
+                return  # the connection closes without the body's last chunk
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+
+
+def _events(answer: httpx.Response) -> Iterator[bytes]:
+    """The server-sent events of `answer`, each with its blank line, as they arrive."""
+    pending = b""
+    for chunk in answer.iter_raw():
+        pending += chunk
+        *events, pending = pending.split(b"\n\n")
+        for event in events:
+            yield event + b"\n\n"
+    if pending:
+        yield pending
+
+
+@pytest.fixture(scope="module")
+def proxy(chat_app: ChatApp) -> Iterator[StreamProxy]:
+    server = StreamProxy(chat_app.url)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def open_page(driver: WebDriver, url: str) -> None:
+    """The page at `url`, in a new conversation, with the recorders."""
+    driver.get(f"{url}/")
+    driver.find_element(By.ID, "new-chat").click()
+    driver.execute_script(RECORDERS)
+
+
+def send(driver: WebDriver, question: str) -> int:
+    """Type `question` and press Enter; the index of its turn."""
+    index = len(turns(driver))
+    prompt = driver.find_element(By.ID, "prompt")
+    prompt.send_keys(question)
+    prompt.send_keys(Keys.ENTER)
+    return index
+
+
+def wait_until(what: str, condition: Any, timeout: float = ANSWER_TIMEOUT) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
+def run_state(chat_app: ChatApp, run_id: str) -> str:
+    """The run's status once it ended, as `GET /responses/{id}` tells it (past the proxy)."""
+
+    def ended() -> str | None:
+        state = httpx.get(f"{chat_app.url}/responses/{run_id}", timeout=10).json()
+        return None if state["status"] in ("queued", "in_progress") else state["status"]
+
+    return wait_until(f"run {run_id} ended", ended)
+
+
+def stopped(turn: Any) -> bool:
+    return turn.get_attribute("data-state") == "error" and [
+        e.text for e in turn.find_elements(By.CSS_SELECTOR, ".error")
+    ] == ["Stopped."]
+
+
+def test_a_stream_cut_mid_answer_is_resumed_and_the_answer_shown_once(
+    chat_app: ChatApp, browser: WebDriver, proxy: StreamProxy
+) -> None:
+    open_page(browser, proxy.url)
+    question = "Please say every one of these words back to me in order, one token after another"
+    answer = f"You said: {question}"
+    cut_after = 6  # events: response.created and the first few of the answer
+    proxy.cut_next_stream(after=cut_after)
+    turn = ask(browser, question)
+
+    assert turn.get_attribute("data-state") == "done", turn.text
+    assert assistant_texts(turn) == [answer]
+    (run_id,) = proxy.run_ids[-1:]
+    # The page read on after the last event it got, once.
+    resumed = [r for r in proxy.requests if "starting_after=" in r]
+    assert resumed == [f"GET /responses/{run_id}?stream=true&starting_after={cut_after - 1}"], (
+        proxy.requests
+    )
+    # The text grew word by word across the cut: nothing shown twice, nothing skipped.
+    shown = browser.execute_script("return window.__texts;")
+    partial = [text for text in shown if text and text != answer]
+    assert partial, shown
+    assert all(answer.startswith(text) for text in shown), shown
+    assert stored_conversation(browser)["turns"][-1]["answer"] == answer
+    screenshot(browser, "chat_ui_resumed.png")
+
+
+def test_stop_mid_answer_cancels_the_run(
+    chat_app: ChatApp, browser: WebDriver, proxy: StreamProxy
+) -> None:
+    open_page(browser, proxy.url)
+    httpx.delete(f"{chat_app.fake_url}/__fake__/llm-calls", timeout=10)
+    question = "Take your time with this one, it is a long answer that I may stop halfway"
+    answer = f"You said: {question}"
+    fake_admin(chat_app, {"token_delay": 0.5})  # 18 tokens: 9 s
+    try:
+        index = send(browser, question)
+        wait_until(
+            "part of the answer shows",
+            lambda: len(browser.execute_script("return window.__texts;")) >= 3,
+        )
+        browser.find_element(By.ID, "stop").click()
+        turn = wait_for_turn(browser, index)
+    finally:
+        fake_admin(chat_app, {"token_delay": TOKEN_DELAY})
+
+    assert stopped(turn), turn.text
+    (shown,) = assistant_texts(turn)
+    assert answer.startswith(shown) and shown != answer, shown
+    run_id = proxy.run_ids[-1]
+    assert f"POST /responses/{run_id}/cancel" in proxy.requests
+    assert run_state(chat_app, run_id) == "cancelled"
+
+    # The run's LLM call was closed, not left to finish.
+    def llm_call_ended() -> list[str]:
+        calls = httpx.get(f"{chat_app.fake_url}/__fake__/llm-calls", timeout=10).json()
+        return [c["outcome"] for c in calls if question in c["prompt"]]
+
+    assert wait_until(
+        "the LLM call ended", lambda: "running" not in llm_call_ended() and llm_call_ended()
+    ) == ["cancelled"]
+    screenshot(browser, "chat_ui_stopped.png")
+
+
+def test_stop_before_the_first_event_cancels_the_run(
+    chat_app: ChatApp, browser: WebDriver, proxy: StreamProxy
+) -> None:
+    open_page(browser, proxy.url)
+    # The LLM is slow to start, and the run's first event (its id) is held back on its way to
+    # the page: Stop is pressed while the page does not know which run to cancel.
+    fake_admin(chat_app, {"faults": [{"kind": "slow_first_token", "delay": 20}]})
+    release = proxy.hold_next_stream()
+    known = len(proxy.run_ids)
+    try:
+        index = send(browser, "Stop me before you say anything")
+        wait_until("the run started", lambda: len(proxy.run_ids) > known)
+        run_id = proxy.run_ids[-1]
+        turn = turns(browser)[index]
+        assert turn.find_element(By.CSS_SELECTOR, ".status").text == "Thinking\u2026"
+        browser.find_element(By.ID, "stop").click()
+        assert turn.find_element(By.CSS_SELECTOR, ".status").text == "Stopping\u2026"
+        release.set()
+        turn = wait_for_turn(browser, index)
+    finally:
+        release.set()
+        fake_admin(chat_app, {"faults": []})
+
+    assert stopped(turn), turn.text
+    assert assistant_texts(turn) == []
+    assert f"POST /responses/{run_id}/cancel" in proxy.requests
+    assert run_state(chat_app, run_id) == "cancelled"

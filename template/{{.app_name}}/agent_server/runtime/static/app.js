@@ -22,6 +22,8 @@ const SEND_HISTORY = true;
 // How often a stream cut before its end is picked up again, and the wait before each try.
 const RESUME_TRIES = 5;
 const RESUME_DELAY_MS = 1000;
+// Stop before the run's id has arrived waits this long for it, to cancel the run; then gives up.
+const STOP_WAIT_MS = 10000;
 
 const elements = {
   messages: document.getElementById("messages"),
@@ -38,8 +40,9 @@ const chat = {
   conversationId: "",
   history: [], // {role, content} of the finished turns
   turns: [], // {question, answer, traceId, rating} of the finished turns, as stored
-  controller: null, // AbortController of the request in flight
-  run: null, // {id, after}: the background run being read, and the last sequence number read
+  // The question being answered: its background run's id (once known), the last sequence
+  // number read, the AbortController of its requests, its Turn, and whether Stop was pressed.
+  run: null,
   feedback: false, // whether answers are traced, so that they can be rated
 };
 
@@ -373,7 +376,13 @@ async function readRun(response, turn, run) {
       continue;
     }
     if (typeof event.sequence_number === "number") run.after = event.sequence_number;
-    if (event.type === "response.created" && event.response) run.id = event.response.id;
+    if (event.type === "response.created" && event.response) {
+      run.id = event.response.id;
+      if (run.stopped) {
+        cancelRun(run); // Stop was pressed before the id arrived: the next read ends as stopped
+        continue;
+      }
+    }
     handleEvent(turn, event);
   }
   return false;
@@ -406,8 +415,7 @@ async function ask(question) {
     background: true,
     stream: true,
   };
-  const run = { id: null, after: -1 };
-  chat.controller = new AbortController();
+  const run = { id: null, after: -1, controller: new AbortController(), turn, stopped: false };
   chat.run = run;
   setBusy(true);
   let completed = false;
@@ -425,7 +433,7 @@ async function ask(question) {
     for (let tries = 0; ; tries++) {
       let cut = "the connection closed before its end";
       try {
-        const response = await fetch(url, { ...init, signal: chat.controller.signal });
+        const response = await fetch(url, { ...init, signal: run.controller.signal });
         if (!response.ok) {
           turn.error(await httpErrorMessage(response));
           return;
@@ -449,7 +457,7 @@ async function ask(question) {
       }
       // The run goes on without a reader: read on after the last event that arrived.
       turn.status.textContent = "Reconnecting\u2026";
-      await pause(RESUME_DELAY_MS, chat.controller.signal);
+      await pause(RESUME_DELAY_MS, run.controller.signal);
       url = runUrl(run, `?stream=true&starting_after=${run.after}`);
       init = { headers: { Accept: "text/event-stream" } };
     }
@@ -463,18 +471,32 @@ async function ask(question) {
       const stored = { question, answer: turn.answerText(), traceId: turn.traceId || null };
       finishedTurn(turn, stored);
     }
-    chat.controller = null;
     chat.run = null;
     setBusy(false);
   }
 }
 
-// Stop: no longer read the answer, and stop the agent's run (it would go on without a reader).
+// Stop: no longer read the answer, and cancel the agent's run (it would go on without a reader).
+// Before the run's id has arrived (its first event) there is nothing to cancel yet, and the
+// server must not stop a run because its stream broke (the platform's proxy cuts long
+// requests): the page reads on until the id arrives, cancels the run then, and gives up after
+// STOP_WAIT_MS.
 function stop() {
-  if (!chat.controller) return;
   const run = chat.run;
-  chat.controller.abort();
-  if (run && run.id) fetch(runUrl(run, "/cancel"), { method: "POST" }).catch(() => {});
+  if (!run || run.stopped) return;
+  run.stopped = true;
+  if (run.id) {
+    cancelRun(run);
+    return;
+  }
+  run.turn.status.textContent = "Stopping\u2026";
+  setTimeout(() => run.controller.abort(), STOP_WAIT_MS);
+}
+
+function cancelRun(run) {
+  run.controller.abort();
+  // keepalive: the cancel goes out even when the page is closed right after.
+  fetch(runUrl(run, "/cancel"), { method: "POST", keepalive: true }).catch(() => {});
 }
 
 function setBusy(busy) {
@@ -487,7 +509,7 @@ function setBusy(busy) {
 elements.form.addEventListener("submit", (event) => {
   event.preventDefault();
   const question = elements.prompt.value.trim();
-  if (!question || chat.controller) return;
+  if (!question || chat.run) return;
   elements.prompt.value = "";
   ask(question);
 });
