@@ -667,6 +667,12 @@ def run_state(chat_app: ChatApp, run_id: str) -> str:
     return wait_until(f"run {run_id} ended", ended)
 
 
+def shown_text(driver: WebDriver) -> str:
+    """What the last assistant message shows now."""
+    texts = driver.execute_script("return window.__texts;")
+    return texts[-1] if texts else ""
+
+
 def stopped(turn: Any) -> bool:
     return turn.get_attribute("data-state") == "error" and [
         e.text for e in turn.find_elements(By.CSS_SELECTOR, ".error")
@@ -707,12 +713,12 @@ def test_stop_mid_answer_cancels_the_run(
     httpx.delete(f"{chat_app.fake_url}/__fake__/llm-calls", timeout=10)
     question = "Take your time with this one, it is a long answer that I may stop halfway"
     answer = f"You said: {question}"
-    fake_admin(chat_app, {"token_delay": 0.5})  # 18 tokens: 9 s
+    fake_admin(chat_app, {"token_delay": 0.5})  # one word every 0.5 s: about 9 s in all
     try:
         index = send(browser, question)
         wait_until(
             "part of the answer shows",
-            lambda: len(browser.execute_script("return window.__texts;")) >= 3,
+            lambda: len(shown_text(browser).split()) >= 4,
         )
         browser.find_element(By.ID, "stop").click()
         turn = wait_for_turn(browser, index)
@@ -727,13 +733,12 @@ def test_stop_mid_answer_cancels_the_run(
     assert run_state(chat_app, run_id) == "cancelled"
 
     # The run's LLM call was closed, not left to finish.
-    def llm_call_ended() -> list[str]:
+    def llm_outcomes() -> list[str] | None:
         calls = httpx.get(f"{chat_app.fake_url}/__fake__/llm-calls", timeout=10).json()
-        return [c["outcome"] for c in calls if question in c["prompt"]]
+        outcomes = [c["outcome"] for c in calls if question in c["prompt"]]
+        return outcomes if outcomes and "running" not in outcomes else None
 
-    assert wait_until(
-        "the LLM call ended", lambda: "running" not in llm_call_ended() and llm_call_ended()
-    ) == ["cancelled"]
+    assert wait_until("the LLM call ended", llm_outcomes) == ["cancelled"]
     screenshot(browser, "chat_ui_stopped.png")
 
 
