@@ -46,7 +46,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -64,7 +64,7 @@ from agent_server.runtime.request_guard import (
     send_json,
     with_length,
 )
-from agent_server.runtime.run_store import RunLimitError, RunStore, run_store
+from agent_server.runtime.run_store import RunLimitError, RunStore, RunStoreError, run_store
 
 logger = logging.getLogger(__name__)
 
@@ -142,12 +142,18 @@ class BackgroundRuns:
         if scope["type"] == "http" and scope["method"] == "GET":
             if match := RUN_PATH.match(scope["path"]):
                 if store := await _store_or_503(send):
-                    await _read_run(store, match["id"], scope, receive, send)
+                    run_id = match["id"]
+                    await _unless_store_fails(
+                        lambda out: _read_run(store, run_id, scope, receive, out), send
+                    )
                 return
         if scope["type"] == "http" and scope["method"] == "POST":
             if match := CANCEL_PATH.match(scope["path"]):
                 if store := await _store_or_503(send):
-                    await _cancel_run(store, match["id"], scope, send)
+                    run_id = match["id"]
+                    await _unless_store_fails(
+                        lambda out: _cancel_run(store, run_id, scope, out), send
+                    )
                 return
         if (
             scope["type"] != "http"
@@ -168,7 +174,9 @@ class BackgroundRuns:
             detail = "Background mode is served at POST /responses, not /invocations."
             await send_json(send, 400, {"detail": detail})
         elif store := await _store_or_503(send):
-            await self._start(store, data, scope, receive, send)
+            await _unless_store_fails(
+                lambda out: self._start(store, data, scope, receive, out), send
+            )
 
     async def _start(
         self, store: RunStore, data: dict[str, Any], scope: Scope, receive: Receive, send: Send
@@ -305,6 +313,23 @@ async def _store_or_503(send: Send) -> RunStore | None:
         detail = f"Background responses are unavailable: their store did not open ({reason})."
         await send_json(send, 503, {"detail": detail})
         return None
+
+
+async def _unless_store_fails(serve: Callable[[Send], Awaitable[None]], send: Send) -> None:
+    """Serve a request that uses the store; 503 with the reason if the store fails first."""
+    started = False
+
+    async def tracked(message: Message) -> None:
+        nonlocal started
+        started = True
+        await send(message)
+
+    try:
+        await serve(tracked)
+    except RunStoreError as failed:
+        if started:
+            raise  # mid-stream: the client sees the connection end, and resumes
+        await send_json(send, 503, {"detail": f"Background responses are unavailable: {failed}."})
 
 
 def _owner(scope: Scope) -> str:
