@@ -21,31 +21,37 @@ A run belongs to the user who started it (identity.py: deployed, the proxy's sig
 anyone else its id is unknown (404), as is an id that never existed or has expired.
 
 Bounds: a run that takes longer than AGENT_BACKGROUND_TIMEOUT_SECONDS (default 3600) is stopped and
-fails; an ended run is kept for AGENT_BACKGROUND_KEEP_SECONDS (default 3600); the process keeps at
+fails; an ended run is kept for AGENT_BACKGROUND_KEEP_SECONDS (default 3600); the server keeps at
 most AGENT_BACKGROUND_MAX_RUNS runs (default 100), dropping the oldest ended run for a new one, and
 refuses a new run with 429 when all of them are still running.
 
-Runs are kept in this process's memory only: a restart or a redeploy loses them, and with several
-uvicorn workers a run is known only to the worker that started it. databricks-ai-bridge's
-LongRunningAgentServer keeps runs in a database instead, but it runs background mode only when
-that database is configured (its own settings, its own fixed schema), replaces mlflow's request
-handling by subclassing its AgentServer, and serves any run to whoever has its id; so the project
-keeps its own store (RunStore), beside which a persistent one can be added.
+Runs are kept in a store that every worker process of the server shares (run_store.py says
+where, and how long they last): a run started through one worker is read, resumed and cancelled
+through any other. The process that runs the agent writes the run's events to the store as they
+come, in batches (each write takes the events that came while the previous one was written), and
+every CHECK_SECONDS writes its heartbeat and looks whether another process asked to cancel the
+run. A reader reads the store: a reader in the run's own process is woken by each write, any other
+looks again every POLL_SECONDS. At shutdown a process ends its runs as failed; one that died
+without doing so stops its heartbeat, and readers then end its runs as failed.
+
+databricks-ai-bridge's LongRunningAgentServer keeps runs in a database too, but it runs
+background mode only when that database is configured (its own settings, its own fixed schema),
+replaces mlflow's request handling by subclassing its AgentServer, and serves any run to whoever
+has its id; so the project keeps its own store.
 """
 
 import asyncio
-import itertools
+import contextlib
 import json
 import logging
 import os
 import re
-import secrets
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
+from agent_server.runtime.errors import AgentError
 from agent_server.runtime.identity import proxy_user
 from agent_server.runtime.request_guard import (
     ASGIApp,
@@ -58,116 +64,72 @@ from agent_server.runtime.request_guard import (
     send_json,
     with_length,
 )
+from agent_server.runtime.run_store import RunLimitError, RunStore, RunStoreError, run_store
 
 logger = logging.getLogger(__name__)
 
-MAX_RUNS = int(os.environ.get("AGENT_BACKGROUND_MAX_RUNS", "100"))
 TIMEOUT_SECONDS = float(os.environ.get("AGENT_BACKGROUND_TIMEOUT_SECONDS", "3600"))
-KEEP_SECONDS = float(os.environ.get("AGENT_BACKGROUND_KEEP_SECONDS", "3600"))
+# How often a running run's process writes its heartbeat and looks for a cancel request, and how
+# often a reader in another process looks for new events.
+CHECK_SECONDS = 1.0
+POLL_SECONDS = 0.1
+# Longest a cancel through another process waits for the run to end (that process sees the
+# request within CHECK_SECONDS; the rest is for a loaded machine).
+CANCEL_WAIT_SECONDS = 20.0
 
 RUN_PATH = re.compile(r"^/responses/(?P<id>[^/]+)$")
 CANCEL_PATH = re.compile(r"^/responses/(?P<id>[^/]+)/cancel$")
 
 
 @dataclass
-class Run:
-    """One background run: its owner, its stream events (numbered from 0) and its outcome."""
+class LocalRun:
+    """A run that this process drives: its task, and the events not yet in the store."""
 
     id: str
-    owner: str | None
-    created_at: int = field(default_factory=lambda: int(time.time()))
-    status: str = "queued"
-    error: dict[str, Any] | None = None
-    events: list[dict[str, Any]] = field(default_factory=list)
-    ended_at: float | None = None  # time.monotonic() when it ended
-    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     task: asyncio.Task[None] | None = None
+    pending: list[dict[str, Any]] = field(default_factory=list)
+    next_sequence: int = 1  # 0 is response.created, stored with the run
     cancelled: bool = False  # its user cancelled it
+    finished: bool = False  # the agent is done: the last events are pending
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    written: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def response(self) -> dict[str, Any]:
-        """The run as a Responses API response object."""
-        output = [
-            event["item"]
-            for event in self.events
-            if event.get("type") == "response.output_item.done" and event.get("item")
-        ]
-        return {
-            "id": self.id,
-            "object": "response",
-            "created_at": self.created_at,
-            "status": self.status,
-            "background": True,
-            "error": self.error,
-            "output": output,
-        }
+    def record(self, event: dict[str, Any]) -> None:
+        """Queue `event` with the next sequence number for the writer."""
+        self.pending.append({**event, "sequence_number": self.next_sequence})
+        self.next_sequence += 1
+        self.wake.set()
 
-    async def record(self, event: dict[str, Any]) -> None:
-        """Append `event` with the next sequence number, and wake the readers."""
-        self.events.append({**event, "sequence_number": len(self.events)})
-        async with self.changed:
-            self.changed.notify_all()
+    def cancel(self) -> None:
+        if self.task is not None and not self.finished:
+            self.cancelled = True
+            self.task.cancel()
 
-    async def end(self, error: dict[str, Any] | None) -> None:
-        if self.cancelled:
-            self.status, self.error = "cancelled", None
-        else:
-            self.status, self.error = ("failed", error) if error else ("completed", None)
-        kind = f"response.{self.status}"
-        self.events.append(
-            {"type": kind, "response": self.response(), "sequence_number": len(self.events)}
-        )
-        # Readers stop at the end once they have every event: the last one is in first.
-        self.ended_at = time.monotonic()
-        async with self.changed:
-            self.changed.notify_all()
-
-
-class RunLimitError(Exception):
-    """Every run the process may keep is still running."""
+    async def write(self, store: RunStore) -> None:
+        """Write the pending events until the run is finished and all are written."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CHECK_SECONDS):
+                    await self.wake.wait()
+            self.wake.clear()
+            finished, batch, self.pending = self.finished, self.pending, []
+            try:
+                state = await store.append(self.id, batch)
+            except RunStoreError:  # logged by the store
+                self.pending = batch + self.pending  # tried again at the next wake or check
+                if finished:
+                    return
+                continue
+            # Readers in this process wait on `written`: a new event each time, the old one set.
+            self.written, written = asyncio.Event(), self.written
+            written.set()
+            if state is None or state.cancel_requested:
+                self.cancel()  # cancelled through another process, or ended as dead by a reader
+            if finished:
+                return
 
 
-class RunStore:
-    """The runs of this process, in memory, bounded in count and lifetime."""
-
-    def __init__(self, max_runs: int = MAX_RUNS, keep_seconds: float = KEEP_SECONDS) -> None:
-        self.max_runs = max_runs
-        self.keep_seconds = keep_seconds
-        self._runs: dict[str, Run] = {}
-
-    def add(self, owner: str | None) -> Run:
-        self._drop_expired()
-        if len(self._runs) >= self.max_runs:
-            ended = [run for run in self._runs.values() if run.ended_at is not None]
-            if not ended:
-                raise RunLimitError(
-                    f"{len(self._runs)} background responses are running, the most this server "
-                    "keeps (AGENT_BACKGROUND_MAX_RUNS): try again when one has ended."
-                )
-            del self._runs[min(ended, key=lambda run: run.ended_at or 0.0).id]
-        run = Run(id=f"resp_{secrets.token_hex(16)}", owner=owner)
-        self._runs[run.id] = run
-        return run
-
-    def get(self, run_id: str, owner: str | None) -> Run | None:
-        """The run with this id if `owner` started it; None for any other caller."""
-        self._drop_expired()
-        run = self._runs.get(run_id)
-        return run if run is not None and run.owner == owner else None
-
-    def discard(self, run_id: str) -> None:
-        self._runs.pop(run_id, None)
-
-    def running(self) -> list[Run]:
-        return [run for run in self._runs.values() if run.ended_at is None]
-
-    def _drop_expired(self) -> None:
-        now = time.monotonic()
-        for run in list(self._runs.values()):
-            if run.ended_at is not None and now - run.ended_at > self.keep_seconds:
-                del self._runs[run.id]
-
-
-_store = RunStore()
+_local: dict[str, LocalRun] = {}
 
 
 class BackgroundRuns:
@@ -179,11 +141,19 @@ class BackgroundRuns:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
             if match := RUN_PATH.match(scope["path"]):
-                await _read_run(match["id"], scope, receive, send)
+                if store := await _store_or_503(send):
+                    run_id = match["id"]
+                    await _unless_store_fails(
+                        lambda out: _read_run(store, run_id, scope, receive, out), send
+                    )
                 return
         if scope["type"] == "http" and scope["method"] == "POST":
             if match := CANCEL_PATH.match(scope["path"]):
-                await _cancel_run(match["id"], scope, send)
+                if store := await _store_or_503(send):
+                    run_id = match["id"]
+                    await _unless_store_fails(
+                        lambda out: _cancel_run(store, run_id, scope, out), send
+                    )
                 return
         if (
             scope["type"] != "http"
@@ -203,47 +173,54 @@ class BackgroundRuns:
         elif scope["path"] != "/responses":
             detail = "Background mode is served at POST /responses, not /invocations."
             await send_json(send, 400, {"detail": detail})
-        else:
-            await self._start(data, scope, receive, send)
+        elif store := await _store_or_503(send):
+            await _unless_store_fails(
+                lambda out: self._start(store, data, scope, receive, out), send
+            )
 
     async def _start(
-        self, data: dict[str, Any], scope: Scope, receive: Receive, send: Send
+        self, store: RunStore, data: dict[str, Any], scope: Scope, receive: Receive, send: Send
     ) -> None:
+        owner = _owner(scope)
         try:
-            run = _store.add(_owner(scope))
+            state = await store.add(owner)
         except RunLimitError as full:
             await send_json(send, 429, {"detail": str(full)})
             return
-        await run.record({"type": "response.created", "response": run.response()})
+        run = _local[state.id] = LocalRun(state.id)
         stream = data.pop("stream", False)
         data.pop("background")
         request = json.dumps({**data, "stream": True}).encode()
         reader = _EventReader(run)
-        run.task = asyncio.get_running_loop().create_task(self._drive(run, scope, request, reader))
+        run.task = asyncio.get_running_loop().create_task(
+            self._drive(store, run, scope, request, reader)
+        )
         # The answer waits for mlflow to accept the request, so that a request it refuses (a
         # role it does not know, ...) gets its 4xx here, as without background mode.
         await asyncio.wait({reader.accepted, run.task}, return_when=asyncio.FIRST_COMPLETED)
         if not (reader.accepted.done() and reader.accepted.result()):
             await asyncio.gather(run.task, return_exceptions=True)
-            _store.discard(run.id)
+            await store.discard(run.id)
             status = reader.status if reader.status >= 400 else 500
-            await send_json(send, status, {"detail": (run.error or {}).get("message", "")})
+            await send_json(send, status, {"detail": (reader.failure or {}).get("message", "")})
             return
         logger.info("Background response %s started", run.id)
         if stream:
-            await _send_events(run, -1, receive, send)
+            await _send_events(store, run.id, owner, -1, receive, send)
         else:
-            await send_json(send, 200, run.response())
+            await send_json(send, 200, state.response())
 
-    async def _drive(self, run: Run, scope: Scope, body: bytes, reader: "_EventReader") -> None:
+    async def _drive(
+        self, store: RunStore, run: LocalRun, scope: Scope, body: bytes, reader: "_EventReader"
+    ) -> None:
         """Run the agent's @stream handler through the server, as a streaming request would."""
-        run.status = "in_progress"
         inner = {**with_length(scope, len(body)), "path": "/responses", "raw_path": b"/responses"}
+        writer = asyncio.get_running_loop().create_task(run.write(store))
         error: dict[str, Any] | None = None
         try:
             async with asyncio.timeout(TIMEOUT_SECONDS):
                 await self.app(inner, replay_body(body, _no_client), reader.send)
-            error = reader.error()
+            error = reader.failure
         except TimeoutError:
             error = {
                 "code": "background_timeout",
@@ -257,14 +234,24 @@ class BackgroundRuns:
             logger.exception("Background response %s failed", run.id)
             error = {"code": "internal_error", "message": "The agent failed (see the app's log)."}
         finally:
-            await run.end(error)
-            logger.info("Background response %s ended: %s", run.id, run.status)
+            run.finished = True
+            run.wake.set()
+            await writer
+            if run.cancelled:
+                status, error = "cancelled", None
+            else:
+                status = "failed" if error else "completed"
+            # A failure is logged by the store; readers end the run once its heartbeat is old.
+            with contextlib.suppress(RunStoreError):
+                await store.end(run.id, status, error)
+            _local.pop(run.id, None)
+            logger.info("Background response %s ended: %s", run.id, status)
 
 
 class _EventReader:
     """The ASGI `send` of a background run: reads mlflow's SSE answer into the run's events."""
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: LocalRun) -> None:
         self.run = run
         self.status = 200
         self.pending = b""
@@ -286,9 +273,9 @@ class _EventReader:
                 return
             *frames, self.pending = self.pending.split(b"\n\n")
             for frame in frames:
-                await self._read_frame(frame.decode("utf-8", errors="replace"))
+                self._read_frame(frame.decode("utf-8", errors="replace"))
 
-    async def _read_frame(self, frame: str) -> None:
+    def _read_frame(self, frame: str) -> None:
         payload = "".join(
             line[len("data:") :].strip() for line in frame.splitlines() if line.startswith("data:")
         )
@@ -300,16 +287,13 @@ class _EventReader:
         if event.get("type") == "error" or ("error" in event and "type" not in event):
             message = str(event.get("message") or event.get("error"))
             self.failure = {"code": str(event.get("code") or "agent_error"), "message": message}
-        await self.run.record(event)
+        self.run.record(event)
 
     def _detail(self) -> str:
         try:
             return str(json.loads(self.pending)["detail"])
         except (ValueError, KeyError, TypeError):
             return self.pending.decode("utf-8", errors="replace")[:1000]
-
-    def error(self) -> dict[str, Any] | None:
-        return self.failure
 
 
 async def _no_client() -> Message:
@@ -318,10 +302,39 @@ async def _no_client() -> Message:
     return {"type": "http.disconnect"}
 
 
-def _owner(scope: Scope) -> str | None:
+async def _store_or_503(send: Send) -> RunStore | None:
+    """The run store; None, with a 503 sent, when it cannot be opened."""
+    try:
+        return await run_store()
+    except Exception as exc:
+        logger.exception("The background run store could not be opened")
+        reason = str(exc) if isinstance(exc, AgentError) else type(exc).__name__
+        detail = f"Background responses are unavailable: their store did not open ({reason})."
+        await send_json(send, 503, {"detail": detail})
+        return None
+
+
+async def _unless_store_fails(serve: Callable[[Send], Awaitable[None]], send: Send) -> None:
+    """Serve a request that uses the store; 503 with the reason if the store fails first."""
+    started = False
+
+    async def tracked(message: Message) -> None:
+        nonlocal started
+        started = True
+        await send(message)
+
+    try:
+        await serve(tracked)
+    except RunStoreError as failed:
+        if started:
+            raise  # mid-stream: the client sees the connection end, and resumes
+        await send_json(send, 503, {"detail": f"Background responses are unavailable: {failed}."})
+
+
+def _owner(scope: Scope) -> str:
     """Whose run a request may start or read: deployed, the proxy's user; locally nobody's."""
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-    return proxy_user(headers)
+    return proxy_user(headers) or ""
 
 
 async def _not_found(run_id: str, send: Send) -> None:
@@ -329,23 +342,38 @@ async def _not_found(run_id: str, send: Send) -> None:
     await send_json(send, 404, {"detail": detail})
 
 
-async def _cancel_run(run_id: str, scope: Scope, send: Send) -> None:
-    """Stop a run (its LLM calls too, as for a client that left a stream); an ended run stays
-    as it ended."""
-    run = _store.get(run_id, _owner(scope))
-    if run is None:
+async def _cancel_run(store: RunStore, run_id: str, scope: Scope, send: Send) -> None:
+    """Stop a run (its LLM calls too, as for a client that left a stream), in whichever process
+    runs it; an ended run stays as it ended."""
+    owner = _owner(scope)
+    state, _ = await store.read(run_id, owner)
+    if state is None:
         await _not_found(run_id, send)
         return
-    if run.ended_at is None and run.task is not None:
-        run.cancelled = True
-        run.task.cancel()
-        await asyncio.gather(run.task, return_exceptions=True)
-    await send_json(send, 200, run.response())
+    if state.ended_at is None:
+        if (run := _local.get(run_id)) is not None and run.task is not None:
+            run.cancel()
+            await asyncio.gather(run.task, return_exceptions=True)
+        else:
+            await store.request_cancel(run_id)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + CANCEL_WAIT_SECONDS
+            while state is not None and state.ended_at is None and loop.time() < deadline:
+                await asyncio.sleep(POLL_SECONDS)
+                state, _ = await store.read(run_id, owner)
+    state, _ = await store.read(run_id, owner)
+    if state is None:
+        await _not_found(run_id, send)
+        return
+    await send_json(send, 200, state.response(await store.output(run_id)))
 
 
-async def _read_run(run_id: str, scope: Scope, receive: Receive, send: Send) -> None:
-    run = _store.get(run_id, _owner(scope))
-    if run is None:
+async def _read_run(
+    store: RunStore, run_id: str, scope: Scope, receive: Receive, send: Send
+) -> None:
+    owner = _owner(scope)
+    state, _ = await store.read(run_id, owner)
+    if state is None:
         await _not_found(run_id, send)
         return
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
@@ -356,12 +384,16 @@ async def _read_run(run_id: str, scope: Scope, receive: Receive, send: Send) -> 
         await send_json(send, 422, {"detail": detail})
         return
     if stream:
-        await _send_events(run, int(after) if after is not None else -1, receive, send)
+        await _send_events(
+            store, run_id, owner, int(after) if after is not None else -1, receive, send
+        )
     else:
-        await send_json(send, 200, run.response())
+        await send_json(send, 200, state.response(await store.output(run_id)))
 
 
-async def _send_events(run: Run, after: int, receive: Receive, send: Send) -> None:
+async def _send_events(
+    store: RunStore, run_id: str, owner: str, after: int, receive: Receive, send: Send
+) -> None:
     """Stream the run's events after sequence number `after`, until it ends or the client leaves.
 
     The client leaving stops only this stream: the run goes on.
@@ -370,7 +402,7 @@ async def _send_events(run: Run, after: int, receive: Receive, send: Send) -> No
     await send({"type": "http.response.start", "status": 200, "headers": headers})
 
     async def tail() -> None:
-        async for event in _events_after(run, after):
+        async for event in _events_after(store, run_id, owner, after):
             body = f"data: {json.dumps(event)}\n\n".encode()
             await send({"type": "http.response.body", "body": body, "more_body": True})
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
@@ -389,20 +421,32 @@ async def _send_events(run: Run, after: int, receive: Receive, send: Send) -> No
             task.cancel()
 
 
-async def _events_after(run: Run, after: int) -> AsyncIterator[dict[str, Any]]:
-    for sequence in itertools.count(after + 1):
-        async with run.changed:
-            await run.changed.wait_for(
-                lambda seq=sequence: seq < len(run.events) or run.ended_at is not None
-            )
-        if sequence >= len(run.events):
-            return
-        yield run.events[sequence]
+async def _events_after(
+    store: RunStore, run_id: str, owner: str, after: int
+) -> AsyncIterator[dict[str, Any]]:
+    while True:
+        run = _local.get(run_id)
+        written = run.written if run is not None else None
+        state, events = await store.read(run_id, owner, after)
+        for event in events:
+            yield event
+            after = event["sequence_number"]
+        if events:
+            continue
+        if state is None or state.ended_at is not None:
+            return  # ended (its last event was read), or expired
+        if written is None:
+            await asyncio.sleep(POLL_SECONDS)  # run by another process: look again
+            continue
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(POLL_SECONDS):
+                await written.wait()
 
 
 async def stop_runs() -> None:
-    """Stop the runs still going (at server shutdown), so that their traces end."""
-    tasks = [run.task for run in _store.running() if run.task is not None]
+    """Stop the runs of this process still going (at server shutdown), so that their traces end
+    and the store has them as failed."""
+    tasks = [run.task for run in _local.values() if run.task is not None]
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
