@@ -14,7 +14,8 @@ import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,6 +120,44 @@ def agent_process(
         finally:
             if server.process.poll() is None:
                 server.terminate()
+
+
+def worker_connections(server: AgentProcess) -> dict[int, int]:
+    """Client connections open to the server, counted by the worker process that holds each.
+
+    Read from Linux's /proc: the established TCP connections on the server's port, and the
+    socket each of the server's child processes has open.
+    """
+    port = int(server.url.rsplit(":", 1)[1])
+    sockets = set()
+    for line in Path("/proc/net/tcp").read_text(encoding="ascii").splitlines()[1:]:
+        fields = line.split()
+        local_port, state, inode = int(fields[1].split(":")[1], 16), fields[3], fields[9]
+        if local_port == port and state == "01":  # 01: ESTABLISHED
+            sockets.add(f"socket:[{inode}]")
+    pid = server.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text(encoding="ascii").split()
+    counts: dict[int, int] = {}
+    for child in map(int, children):
+        for fd in Path(f"/proc/{child}/fd").iterdir():
+            with contextlib.suppress(OSError):  # a descriptor closed meanwhile
+                if os.readlink(fd) in sockets:
+                    counts[child] = counts.get(child, 0) + 1
+    return counts
+
+
+def spread_over_workers(
+    server: AgentProcess, workers: int, start: Callable[[int], object], least: int, limit: int
+) -> int:
+    """Calls start(0), start(1), ... (each sends a request that stays in flight for a while)
+    until at least `least` requests are in flight and every worker holds one of them; returns
+    how many were started. Which worker accepts a connection is the kernel's choice."""
+    for started in range(1, limit + 1):
+        start(started - 1)
+        time.sleep(0.05)  # for the connection to be accepted
+        if started >= least and len(worker_connections(server)) >= workers:
+            return started
+    raise AssertionError(f"{limit} requests in flight, not on all {workers} workers")
 
 
 NOT_MIGRATED = "not been migrated yet"

@@ -1,0 +1,178 @@
+"""Several server processes (uvicorn workers): how many, and that each of them serves.
+
+On Databricks Apps the server runs one worker per whole CPU of the app's container quota
+(runtime/workers.py), locally one; AGENT_WORKERS or `--workers` sets the count.
+"""
+
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from agent_server.runtime.workers import (
+    WORKER_MEMORY_BYTES,
+    WorkerSettingError,
+    available_workers,
+    cpu_limit,
+    memory_limit,
+    worker_count,
+)
+from tests.agent_process import (
+    agent_env,
+    agent_process,
+    reached_the_agent,
+    spread_over_workers,
+    worker_connections,
+)
+from tests.fake_workspace import FakeWorkspace
+from tests.support import PROJECT_ROOT, user_request
+
+GIB = 1024**3
+# The access log line of a request, with the worker's pid that several workers add.
+ACCESS_LINE = re.compile(r"\[(\d+)\] [\d.]+:\d+ - \"POST /invocations HTTP/1.1\" (\d+)")
+
+
+def cgroup(tmp_path: Path, files: dict[str, str]) -> Path:
+    """A stand-in for /sys/fs/cgroup holding `files`."""
+    for name, content in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(content + "\n", encoding="utf-8")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("files", "cpus"),
+    [
+        ({"cpu.max": "max 100000"}, None),
+        ({"cpu.max": "200000 100000"}, 2.0),
+        ({"cpu.max": "150000 100000"}, 1.5),
+        ({"cpu/cpu.cfs_quota_us": "-1", "cpu/cpu.cfs_period_us": "100000"}, None),
+        ({"cpu/cpu.cfs_quota_us": "400000", "cpu/cpu.cfs_period_us": "100000"}, 4.0),
+        ({"cpu,cpuacct/cpu.cfs_quota_us": "50000", "cpu,cpuacct/cpu.cfs_period_us": "100000"}, 0.5),
+        ({}, None),
+    ],
+    ids=["v2-no-quota", "v2-2", "v2-1.5", "v1-no-quota", "v1-4", "v1-cpuacct-0.5", "no-cgroup"],
+)
+def test_cpu_quota_from_cgroup_v2_then_v1(
+    tmp_path: Path, files: dict[str, str], cpus: float | None
+) -> None:
+    assert cpu_limit(cgroup(tmp_path, files)) == cpus
+
+
+@pytest.mark.parametrize(
+    ("files", "limit"),
+    [
+        ({"memory.max": "max"}, None),
+        ({"memory.max": str(6 * GIB)}, 6 * GIB),
+        ({"memory/memory.limit_in_bytes": "9223372036854771712"}, None),  # v1: no limit
+        ({"memory/memory.limit_in_bytes": str(2 * GIB)}, 2 * GIB),
+        ({}, None),
+    ],
+    ids=["v2-no-limit", "v2-6g", "v1-no-limit", "v1-2g", "no-cgroup"],
+)
+def test_memory_limit_from_cgroup_v2_then_v1(
+    tmp_path: Path, files: dict[str, str], limit: int | None
+) -> None:
+    assert memory_limit(cgroup(tmp_path, files)) == limit
+
+
+@pytest.mark.parametrize(
+    ("files", "usable_cpus", "workers"),
+    [
+        ({"cpu.max": "200000 100000", "memory.max": str(6 * GIB)}, 8, 2),  # Apps' default
+        ({"cpu.max": "150000 100000"}, 8, 1),  # rounded down: never over the quota
+        ({"cpu.max": "50000 100000"}, 8, 1),  # under one CPU: still one worker
+        ({"cpu.max": "400000 100000"}, 2, 2),  # no more than the CPUs it may run on
+        ({"cpu.max": "max 100000"}, 3, 3),  # no quota: the usable CPUs
+        ({"cpu.max": "800000 100000", "memory.max": str(2 * WORKER_MEMORY_BYTES + 1)}, 8, 2),
+        ({"cpu.max": "800000 100000", "memory.max": str(WORKER_MEMORY_BYTES // 2)}, 8, 1),
+    ],
+    ids=["2-cpus-6g", "1.5-cpus", "0.5-cpus", "affinity", "no-quota", "memory", "memory-tiny"],
+)
+def test_workers_fit_the_container(
+    tmp_path: Path, files: dict[str, str], usable_cpus: int, workers: int
+) -> None:
+    assert available_workers(cgroup(tmp_path, files), cpus=usable_cpus) == workers
+
+
+def test_one_worker_locally_the_container_s_count_on_apps(tmp_path: Path) -> None:
+    root = cgroup(tmp_path, {"cpu.max": "200000 100000"})
+    assert worker_count({}, on_apps=False, root=root) == 1
+    assert worker_count({}, on_apps=True, root=root) == min(2, available_workers(root))
+    assert worker_count({"AGENT_WORKERS": ""}, on_apps=False, root=root) == 1  # empty: unset
+    assert worker_count({"AGENT_WORKERS": "3"}, on_apps=False, root=root) == 3
+    assert worker_count({"AGENT_WORKERS": " 5 "}, on_apps=True, root=root) == 5
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
+def test_a_bad_agent_workers_is_an_error_naming_it(value: str) -> None:
+    reason = f"AGENT_WORKERS must be a positive integer.*{re.escape(repr(value))}"
+    with pytest.raises(WorkerSettingError, match=reason):
+        worker_count({"AGENT_WORKERS": value}, on_apps=True)
+
+
+@pytest.mark.parametrize(
+    ("settings", "args", "message"),
+    [
+        ({"AGENT_WORKERS": "many"}, (), "AGENT_WORKERS must be a positive integer"),
+        ({}, ("--workers", "0"), "--workers must be a positive integer"),
+    ],
+    ids=["env", "flag"],
+)
+def test_the_server_refuses_a_bad_worker_count_before_serving(
+    fake_workspace: FakeWorkspace, settings: dict[str, str], args: tuple[str, ...], message: str
+) -> None:
+    env = agent_env(fake_workspace, **settings)
+    result = subprocess.run(
+        [sys.executable, "-m", "agent_server.start_server", "--port", "1", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Started server process" not in result.stderr + result.stdout
+
+
+TOKENS, TOKEN_DELAY = 10, 0.1  # each answer takes about 1 s: requests overlap
+
+
+@pytest.fixture
+def slow_fake() -> Iterator[FakeWorkspace]:
+    with FakeWorkspace(tokens=TOKENS, token_delay=TOKEN_DELAY) as workspace:
+        yield workspace
+
+
+def test_two_workers_both_answer(slow_fake: FakeWorkspace, tmp_path: Path) -> None:
+    env = agent_env(slow_fake, AGENT_WORKERS="2")
+    with agent_process(env, tmp_path / "server.log") as server:
+        statuses: list[bool] = []
+
+        def ask(index: int) -> None:
+            body = user_request(f"question {index}")
+            response = httpx.post(f"{server.url}/invocations", json=body, timeout=60)
+            statuses.append(reached_the_agent(response))
+
+        threads: list[threading.Thread] = []
+
+        def start(index: int) -> None:
+            threads.append(threading.Thread(target=ask, args=(index,)))
+            threads[-1].start()
+
+        spread_over_workers(server, 2, start, least=4, limit=40)
+        serving = set(worker_connections(server))
+        for thread in threads:
+            thread.join(timeout=60)
+        log = server.log()
+
+    assert statuses == [True] * len(threads), log[-3000:]
+    answered_by = {int(pid) for pid, status in ACCESS_LINE.findall(log) if status in "200 501"}
+    assert len(answered_by) == 2, log[-3000:]
+    assert serving <= answered_by
