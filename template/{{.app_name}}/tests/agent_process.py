@@ -126,7 +126,7 @@ def worker_connections(server: AgentProcess) -> dict[int, int]:
     """Client connections open to the server, counted by the worker process that holds each.
 
     Read from Linux's /proc: the established TCP connections on the server's port, and the
-    socket each of the server's child processes has open.
+    sockets that the server process and its children (uvicorn's workers) have open.
     """
     port = int(server.url.rsplit(":", 1)[1])
     sockets = set()
@@ -138,11 +138,11 @@ def worker_connections(server: AgentProcess) -> dict[int, int]:
     pid = server.process.pid
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text(encoding="ascii").split()
     counts: dict[int, int] = {}
-    for child in map(int, children):
-        for fd in Path(f"/proc/{child}/fd").iterdir():
+    for process in [pid, *map(int, children)]:  # one worker: the server process itself
+        for fd in Path(f"/proc/{process}/fd").iterdir():
             with contextlib.suppress(OSError):  # a descriptor closed meanwhile
                 if os.readlink(fd) in sockets:
-                    counts[child] = counts.get(child, 0) + 1
+                    counts[process] = counts.get(process, 0) + 1
     return counts
 
 
@@ -151,7 +151,12 @@ def spread_over_workers(
 ) -> int:
     """Calls start(0), start(1), ... (each sends a request that stays in flight for a while)
     until at least `least` requests are in flight and every worker holds one of them; returns
-    how many were started. Which worker accepts a connection is the kernel's choice."""
+    how many were started. Which worker accepts a connection is the kernel's choice, among
+    the workers ready: the server answers /health as soon as the first one is."""
+    deadline = time.monotonic() + BOOT_TIMEOUT_SECONDS
+    while server.log().count("Application startup complete.") < workers:
+        assert time.monotonic() < deadline, f"not all {workers} workers started"
+        time.sleep(0.2)
     for started in range(1, limit + 1):
         start(started - 1)
         time.sleep(0.05)  # for the connection to be accepted
