@@ -12,6 +12,7 @@ tests/test_secrets.py scans what that server wrote, after every other test that 
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import time
@@ -146,17 +147,30 @@ def worker_connections(server: AgentProcess) -> dict[int, int]:
     return counts
 
 
+# An access log line as several workers write it: the worker's pid, the request, the status.
+ACCESS_LINE = re.compile(r"\[(\d+)\] [\d.]+:\d+ - \"POST /\w+ HTTP/1.1\" (\d+)")
+
+
+def wait_for_workers(server: AgentProcess, workers: int) -> None:
+    """Until every worker has started: the server answers /health once the first one has."""
+    deadline = time.monotonic() + BOOT_TIMEOUT_SECONDS
+    while server.log().count("Application startup complete.") < workers:
+        assert time.monotonic() < deadline, f"not all {workers} workers started"
+        time.sleep(0.2)
+
+
+def answered_by(server: AgentProcess) -> set[int]:
+    """The workers (pids) that have answered a POST request, from their access log lines."""
+    return {int(pid) for pid, _status in ACCESS_LINE.findall(server.log())}
+
+
 def spread_over_workers(
     server: AgentProcess, workers: int, start: Callable[[int], object], least: int, limit: int
 ) -> int:
     """Calls start(0), start(1), ... (each sends a request that stays in flight for a while)
     until at least `least` requests are in flight and every worker holds one of them; returns
-    how many were started. Which worker accepts a connection is the kernel's choice, among
-    the workers ready: the server answers /health as soon as the first one is."""
-    deadline = time.monotonic() + BOOT_TIMEOUT_SECONDS
-    while server.log().count("Application startup complete.") < workers:
-        assert time.monotonic() < deadline, f"not all {workers} workers started"
-        time.sleep(0.2)
+    how many were started. Which worker accepts a connection is the kernel's choice."""
+    wait_for_workers(server, workers)
     for started in range(1, limit + 1):
         start(started - 1)
         time.sleep(0.05)  # for the connection to be accepted

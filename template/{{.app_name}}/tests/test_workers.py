@@ -25,6 +25,7 @@ from agent_server.runtime.workers import (
 from tests.agent_process import (
     agent_env,
     agent_process,
+    answered_by,
     reached_the_agent,
     spread_over_workers,
     worker_connections,
@@ -33,8 +34,6 @@ from tests.fake_workspace import FakeWorkspace
 from tests.support import PROJECT_ROOT, user_request
 
 GIB = 1024**3
-# The access log line of a request, with the worker's pid that several workers add.
-ACCESS_LINE = re.compile(r"\[(\d+)\] [\d.]+:\d+ - \"POST /invocations HTTP/1.1\" (\d+)")
 
 
 def cgroup(tmp_path: Path, files: dict[str, str]) -> Path:
@@ -170,9 +169,10 @@ def test_two_workers_both_answer(slow_fake: FakeWorkspace, tmp_path: Path) -> No
         serving = set(worker_connections(server))
         for thread in threads:
             thread.join(timeout=60)
+
+        answered = answered_by(server)
         log = server.log()
 
     assert statuses == [True] * len(threads), log[-3000:]
-    answered_by = {int(pid) for pid, status in ACCESS_LINE.findall(log) if status in "200 501"}
-    assert len(answered_by) == 2, log[-3000:]
-    assert serving <= answered_by
+    assert len(answered) == 2, log[-3000:]
+    assert serving <= answered
