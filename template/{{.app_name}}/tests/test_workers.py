@@ -4,6 +4,8 @@ On Databricks Apps the server runs one worker per whole CPU of the app's contain
 (runtime/workers.py), locally one; AGENT_WORKERS or `--workers` sets the count.
 """
 
+import json
+import os
 import re
 import subprocess
 import sys
@@ -113,6 +115,38 @@ def test_a_bad_agent_workers_is_an_error_naming_it(value: str) -> None:
     reason = f"AGENT_WORKERS must be a positive integer.*{re.escape(repr(value))}"
     with pytest.raises(WorkerSettingError, match=reason):
         worker_count({"AGENT_WORKERS": value}, on_apps=True)
+
+
+def test_start_server_hands_uvicorn_the_worker_count() -> None:
+    """What start-server passes to uvicorn (uvicorn.run replaced by a print): locally, on
+    Databricks Apps (DATABRICKS_APP_PORT set), with AGENT_WORKERS, and with --workers."""
+    script = (
+        "import json, os, uvicorn\n"
+        "def run(app, **kwargs):\n"
+        "    pid_in_log = '%(process)d' in json.dumps(kwargs['log_config'])\n"
+        "    print(json.dumps([kwargs['workers'], pid_in_log]))\n"
+        "uvicorn.run = run\n"
+        "from agent_server import start_server\n"
+        "start_server.main([])\n"
+        "os.environ['DATABRICKS_APP_PORT'] = '8123'\n"
+        "start_server.main([])\n"
+        "os.environ['AGENT_WORKERS'] = '3'\n"
+        "start_server.main([])\n"
+        "start_server.main(['--workers', '5'])\n"
+    )
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "AGENT_"))}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=PROJECT_ROOT,
+        env={**base, "AGENT_ENV_FILE": os.devnull, "SERVING_ENDPOINT": "x"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    runs = [json.loads(line) for line in result.stdout.strip().splitlines()[-4:]]
+    on_apps = available_workers()
+    assert runs == [[1, False], [on_apps, on_apps > 1], [3, True], [5, True]]
 
 
 @pytest.mark.parametrize(
