@@ -594,7 +594,9 @@ def main(argv: list[str] | None = None) -> int:
         counts = [int(n) for n in args.workers.split(",")]
         if counts != [1]:
             variants = [
-                dataclasses.replace(v, name=f"{v.name} {n} worker{'s' * (n > 1)}", workers=n)
+                dataclasses.replace(
+                    v, name=f"{v.name} {n} worker{'s' * (n > 1)}", workers=n, points=[]
+                )
                 for v in variants
                 for n in (counts if v.framework else [1])
             ]
