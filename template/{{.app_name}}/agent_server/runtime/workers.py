@@ -21,7 +21,7 @@ from pathlib import Path
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 ENV_VAR = "AGENT_WORKERS"
 # Memory to allow each worker: a warmed-up worker holds about 0.4 GB (resident set after
-# answering: 425 MB with the defaults and local tracing, 372 MB with Lakebase memory and MCP
+# answering: 425 MB with the defaults and local tracing, 372 MB with an agent memory and MCP
 # tools); the rest is for the requests in flight and the server's parent process (about 35 MB).
 WORKER_MEMORY_BYTES = 1024**3
 # cgroup v1 reports "no limit" as a huge number (the largest page-aligned 64-bit value).
