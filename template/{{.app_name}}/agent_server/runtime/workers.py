@@ -3,12 +3,13 @@
 A Databricks app runs in a container whose CPU and memory its compute size sets ("by default,
 each app can use up to 2 virtual CPUs (vCPUs) and 6 GB of memory", Databricks Apps docs, system
 environment; `compute_size` MEDIUM, LARGE, ... in the bundle's app resource). The host behind it
-has more CPUs than the app may use, so the count comes from the container's cgroup: its CPU
+may have more CPUs than the app may use, so the count comes from the container's cgroup: its CPU
 quota, capped by its memory limit.
 
 The quota is rounded down (at least 1): with 1.5 CPUs, two busy workers would use up the quota
 early in each scheduling period and the kernel would pause the whole container until the next,
-stalling every stream; a worker per whole CPU never meets that limit.
+stalling every stream; a Python process uses about one CPU at most, so a worker per whole CPU
+stays within the quota.
 
 AGENT_WORKERS sets the count outright (start-server's `--workers` wins over it).
 """
