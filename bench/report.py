@@ -143,8 +143,8 @@ def write(results: dict[str, Any], md_path: Path, png_path: Path) -> str:
             + ("; **quick mode**" if results.get("quick") else ""),
             f"- fake LLM: {results['tokens']} tokens, {results['token_delay_s'] * 1000:.0f} ms "
             f"apart: no answer can take less than {results['ideal_latency_s']:.2f} s (the ideal)",
-            "- server pinned to core 0 (one uvicorn worker); load generator and fake workspace "
-            "on core 1",
+            "- server pinned to core 0 (one uvicorn worker unless the variant names more); "
+            "load generator and fake workspace on core 1",
             f"- 1-minute load average: {_fmt(results.get('load_average_start'))} at the start, "
             f"{_fmt(results.get('load_average_end'))} at the end (other work on the machine "
             "makes absolute numbers noisy: compare ratios to the baseline of the same run)",

@@ -96,6 +96,7 @@ class Variant:
     project: Path | None = None
     points: list[dict[str, Any]] = field(default_factory=list)
     traces: dict[str, Any] | None = None  # tracing on: requests sent and traces stored
+    workers: int = 1  # uvicorn workers (AGENT_WORKERS), all on the server's core
 
     @property
     def expects_answers(self) -> bool:
@@ -234,7 +235,13 @@ def healthy(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def server(command: list[str], cwd: Path, env: dict[str, str], log_path: Path) -> Iterator[Any]:
+def server(
+    command: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    log_path: Path,
+    boot_timeout: float = BOOT_TIMEOUT,
+) -> Iterator[Any]:
     """A server pinned to SERVER_CORE; yields (process, url, boot seconds) once /health is 200."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -248,12 +255,12 @@ def server(command: list[str], cwd: Path, env: dict[str, str], log_path: Path) -
             stderr=subprocess.STDOUT,
         )
         try:
-            deadline = time.monotonic() + BOOT_TIMEOUT
+            deadline = time.monotonic() + boot_timeout
             while not healthy(url):
                 if process.poll() is not None:
                     raise RuntimeError(f"server exited ({process.returncode}); see {log_path}")
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"server not healthy after {BOOT_TIMEOUT} s; see {log_path}")
+                    raise RuntimeError(f"server not healthy after {boot_timeout} s; see {log_path}")
                 time.sleep(0.02)
             yield process, url, time.perf_counter() - started
         finally:
@@ -303,16 +310,29 @@ def fake_workspace(project: Path, tokens: int, delay: float, log_path: Path) -> 
             stop(process)
 
 
+def server_processes(pid: int) -> list[int]:
+    """The server and its children: with --workers, uvicorn's workers do the serving."""
+    return [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+    total = 0
+    for process in server_processes(pid):
+        with contextlib.suppress(FileNotFoundError):
+            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / CLOCK_TICKS
 
 
 def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """The sum of each server process's peak resident set."""
+    total = 0
+    for process in server_processes(pid):
+        with contextlib.suppress(FileNotFoundError):
+            for line in Path(f"/proc/{process}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+    return total / 1024 or float("nan")
 
 
 def settled_cpu(pid: int, max_wait: float = 120.0) -> tuple[float, float]:
@@ -402,6 +422,8 @@ def measure_variant(
 ) -> None:
     tracing_dir = scratch / f"mlflow-{variant.name.replace(' ', '-')}" if variant.tracing else None
     env = agent_env(fake_url, tracing_dir)
+    if variant.workers > 1:
+        env["AGENT_WORKERS"] = str(variant.workers)
     command, cwd = server_command(variant)
     expected = expected_answer(tokens) if variant.expects_answers else None
     status = 200 if variant.expects_answers else 501
@@ -409,7 +431,15 @@ def measure_variant(
     # The scaffold streams its 501 as an error event after a 200: only its invoke is measured.
     modes = plan.modes if variant.expects_answers else (False,)
     sent = 0
-    with server(command, cwd, env, log_path) as (process, url, _boot):
+    # Several workers boot side by side on the server's one core.
+    boot_timeout = BOOT_TIMEOUT * variant.workers
+    with server(command, cwd, env, log_path, boot_timeout) as (process, url, _boot):
+        # /health answers once one worker is up: wait for all of them (uvicorn logs each).
+        ready_by = time.monotonic() + boot_timeout
+        while variant.workers > 1 and time.monotonic() < ready_by:
+            if log_path.read_text(errors="replace").count("startup complete") >= variant.workers:
+                break
+            time.sleep(0.2)
         # Warm-up: first requests build the agent and the clients, and create the trace store.
         for stream in modes:
             sent += run_load(url, 4, 12, stream, 30, expected, status)["requests"]
@@ -485,6 +515,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", default="", help="e.g. 32,128 (default: the plan's)")
     parser.add_argument("--modes", choices=("both", "stream", "invoke"), default="both")
     parser.add_argument("--no-boot", action="store_true", help="skip the boot times")
+    parser.add_argument(
+        "--workers",
+        default="1",
+        help="uvicorn worker counts of the generated servers, e.g. 1,2: each variant runs once "
+        "per count, all workers pinned to the server's one core",
+    )
     return parser.parse_args(argv)
 
 
@@ -555,6 +591,15 @@ def main(argv: list[str] | None = None) -> int:
 
         wanted = [w for w in args.variants.split(",") if w]
         variants = make_variants(projects, wanted)
+        counts = [int(n) for n in args.workers.split(",")]
+        if counts != [1]:
+            variants = [
+                dataclasses.replace(
+                    v, name=f"{v.name} {n} worker{'s' * (n > 1)}", workers=n, points=[]
+                )
+                for v in variants
+                for n in (counts if v.framework else [1])
+            ]
         if args.before is not None:
             results["before_template"] = str(args.before)
             earlier: dict[tuple[str, bool], Path] = {}

@@ -12,9 +12,11 @@ tests/test_secrets.py scans what that server wrote, after every other test that 
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,6 +121,62 @@ def agent_process(
         finally:
             if server.process.poll() is None:
                 server.terminate()
+
+
+def worker_connections(server: AgentProcess) -> dict[int, int]:
+    """Client connections open to the server, counted by the worker process that holds each.
+
+    Read from Linux's /proc: the established TCP connections on the server's port, and the
+    sockets that the server process and its children (uvicorn's workers) have open.
+    """
+    port = int(server.url.rsplit(":", 1)[1])
+    sockets = set()
+    for line in Path("/proc/net/tcp").read_text(encoding="ascii").splitlines()[1:]:
+        fields = line.split()
+        local_port, state, inode = int(fields[1].split(":")[1], 16), fields[3], fields[9]
+        if local_port == port and state == "01":  # 01: ESTABLISHED
+            sockets.add(f"socket:[{inode}]")
+    pid = server.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text(encoding="ascii").split()
+    counts: dict[int, int] = {}
+    for process in [pid, *map(int, children)]:  # one worker: the server process itself
+        for fd in Path(f"/proc/{process}/fd").iterdir():
+            with contextlib.suppress(OSError):  # a descriptor closed meanwhile
+                if os.readlink(fd) in sockets:
+                    counts[process] = counts.get(process, 0) + 1
+    return counts
+
+
+# An access log line as several workers write it: the worker's pid, the request, the status.
+ACCESS_LINE = re.compile(r"\[(\d+)\] [\d.]+:\d+ - \"POST /\w+ HTTP/1.1\" (\d+)")
+
+
+def wait_for_workers(server: AgentProcess, workers: int) -> None:
+    """Until every worker has started: the server answers /health once the first one has."""
+    deadline = time.monotonic() + BOOT_TIMEOUT_SECONDS
+    while server.log().count("Application startup complete.") < workers:
+        assert time.monotonic() < deadline, f"not all {workers} workers started"
+        time.sleep(0.2)
+
+
+def answered_by(server: AgentProcess) -> set[int]:
+    """The workers (pids) that have answered a POST request, from their access log lines."""
+    return {int(pid) for pid, _status in ACCESS_LINE.findall(server.log())}
+
+
+def spread_over_workers(
+    server: AgentProcess, workers: int, start: Callable[[int], object], least: int, limit: int
+) -> int:
+    """Calls start(0), start(1), ... (each sends a request that stays in flight for a while)
+    until at least `least` requests are in flight and every worker holds one of them; returns
+    how many were started. Which worker accepts a connection is the kernel's choice."""
+    wait_for_workers(server, workers)
+    for started in range(1, limit + 1):
+        start(started - 1)
+        time.sleep(0.05)  # for the connection to be accepted
+        if started >= least and len(worker_connections(server)) >= workers:
+            return started
+    raise AssertionError(f"{limit} requests in flight, not on all {workers} workers")
 
 
 NOT_MIGRATED = "not been migrated yet"

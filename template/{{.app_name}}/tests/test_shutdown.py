@@ -17,7 +17,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from tests.agent_process import agent_env, agent_process
+from tests.agent_process import AgentProcess, agent_env, agent_process, spread_over_workers
 from tests.fake_workspace import FakeWorkspace
 from tests.fake_workspace.faults import llm_calls
 from tests.support import output_text, read_sse, user_request
@@ -86,26 +86,68 @@ def test_sigterm_finishes_requests_in_flight_and_flushes_traces(
             thread.start()
         _wait_for_llm_calls(fake, 1 + IN_FLIGHT)  # every request is in flight
 
-        stopped_at = time.monotonic()
-        server.process.send_signal(15)  # SIGTERM
-        time.sleep(0.5)
-        with pytest.raises(httpx.ConnectError):  # no new connections once stopping
-            httpx.get(f"{server.url}/health", timeout=5)
-        for thread in threads:
-            thread.join(timeout=SHUTDOWN_GRACE_SECONDS + SLACK_SECONDS)
-        exit_status = server.terminate()  # already exiting: waits for the exit
-        stop_seconds = time.monotonic() - stopped_at
-        log = server.log()
+        log = _stop_and_check(server, threads, results, IN_FLIGHT)
 
-    assert sorted(results) == [(i, True) for i in range(IN_FLIGHT)], log[-3000:]
-    # uvicorn exits by re-raising SIGTERM once its shutdown is done.
+    assert "Queued traces exported." in log
+    _check_traces(tracking_db, 1 + IN_FLIGHT)
+
+
+def test_sigterm_with_two_workers_drains_both(fake: FakeWorkspace, tmp_path: Path) -> None:
+    """uvicorn's parent process passes SIGTERM on to each worker and waits for all of them:
+    the requests in flight on either worker finish, and each worker exports its traces."""
+    tracking_db = tmp_path / "mlflow.db"
+    env = agent_env(fake, tracking_db, AGENT_WORKERS="2")
+    with agent_process(env, tmp_path / "server.log") as server:
+        results: list[tuple[int, bool]] = []
+        threads: list[threading.Thread] = []
+
+        def start(index: int) -> None:
+            threads.append(threading.Thread(target=_ask, args=(server.url, index, results)))
+            threads[-1].start()
+
+        in_flight = spread_over_workers(server, 2, start, least=IN_FLIGHT // 2, limit=IN_FLIGHT)
+        _wait_for_llm_calls(fake, in_flight)
+        log = _stop_and_check(server, threads, results, in_flight, workers=2)
+
+    assert log.count("Queued traces exported.") == 2, log[-3000:]
+    _check_traces(tracking_db, in_flight)
+
+
+def _stop_and_check(
+    server: AgentProcess,
+    threads: list[threading.Thread],
+    results: list[tuple[int, bool]],
+    in_flight: int,
+    workers: int = 1,
+) -> str:
+    """SIGTERM while `in_flight` requests run: each completes, the server exits in time; returns
+    the server's log."""
+    stopped_at = time.monotonic()
+    server.process.send_signal(15)  # SIGTERM
+    time.sleep(0.5)
+    # Once stopping, no new request is served. One worker closes the listening socket: a new
+    # connection is refused. With several, uvicorn's parent process keeps its copy of the socket
+    # until the workers are done: a new connection waits there and is then reset.
+    refused = httpx.ConnectError if workers == 1 else httpx.TransportError
+    with pytest.raises(refused):
+        httpx.get(f"{server.url}/health", timeout=5)
+    for thread in threads:
+        thread.join(timeout=SHUTDOWN_GRACE_SECONDS + SLACK_SECONDS)
+    exit_status = server.terminate()  # already exiting: waits for the exit
+    stop_seconds = time.monotonic() - stopped_at
+    log = server.log()
+    assert sorted(results) == [(i, True) for i in range(in_flight)], log[-3000:]
+    # uvicorn exits by re-raising SIGTERM once its shutdown is done (its parent process of
+    # several workers exits with 0).
     assert exit_status in (0, -15), log[-3000:]
     assert stop_seconds < SHUTDOWN_GRACE_SECONDS + TRACE_FLUSH_SECONDS + SLACK_SECONDS
-    assert "Queued traces exported." in log
+    return log
 
+
+def _check_traces(tracking_db: Path, count: int) -> None:
     traces = _traces(tracking_db)
     states = [str(trace.info.state) for trace in traces]
-    assert len(traces) == 1 + IN_FLIGHT, states
+    assert len(traces) == count, states
     assert all(state.endswith("OK") for state in states), states
 
 
