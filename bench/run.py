@@ -255,6 +255,20 @@ def fake_call(fake_url: str, path: str, body: dict[str, Any] | None = None) -> A
         return json.loads(response.read())
 
 
+def uploaded_traces(fake_url: str, before: int, sent: int, max_wait: float = 30.0) -> int:
+    """Traces the fake took since `before`, once all `sent` are there or none came for a while.
+
+    mlflow batches finished traces for a few seconds before exporting them, without using CPU:
+    the server looks idle before the last ones are sent.
+    """
+    stored, changed = fake_traces(fake_url) - before, time.monotonic()
+    while stored < sent and time.monotonic() - changed < max_wait:
+        time.sleep(0.5)
+        if (now := fake_traces(fake_url) - before) != stored:
+            stored, changed = now, time.monotonic()
+    return stored
+
+
 def create_experiment(fake_url: str) -> str:
     name = f"/Users/tester@example.com/bench-{time.monotonic_ns()}"
     return str(
@@ -484,7 +498,7 @@ def measure_variant(
         if variant.tracing is not None:
             settled_cpu(process.pid)
             if variant.tracing == "databricks":
-                stored: int | None = fake_traces(fake_url) - traces_before
+                stored: int | None = uploaded_traces(fake_url, traces_before, sent)
             else:
                 stored = sqlite_traces(tracing_dir)
             variant.traces = {"requests": sent, "stored": stored}
