@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                     *(str(PY_SPY), "record", "-p", str(process.pid), "--format", "raw"),
                     *("-d", str(args.seconds), "-r", str(args.rate), "-o", str(args.output)),
                     "--nonblocking",
+                    "--full-filenames",
                 ],
                 check=True,
                 capture_output=True,
