@@ -221,7 +221,10 @@ def agent_env(
     env.update(
         {
             "DATABRICKS_HOST": fake_url,
-            "DATABRICKS_TOKEN": "dapi-fake-token",
+            # A service principal signed in with OAuth, as an app on Databricks Apps is
+            # (tests/fake_workspace/subagents_api.py answers as the workspace's OIDC endpoints).
+            "DATABRICKS_CLIENT_ID": "fake-service-principal",
+            "DATABRICKS_CLIENT_SECRET": "fake-client-secret",
             "DATABRICKS_CONFIG_FILE": str(Path(tempfile.gettempdir()) / "bench-no-such-cfg"),
             "SERVING_ENDPOINT": ENDPOINT,
             "AGENT_ENV_FILE": "/dev/null",
@@ -459,6 +462,8 @@ def measure_variant(
     slug = re.sub(r"\W+", "-", variant.name)
     tracing_dir = scratch / f"mlflow-{slug}"
     env = agent_env(fake_url, variant.tracing, tracing_dir)
+    if variant.framework is None:  # the relay sends a workspace token of its own
+        env["DATABRICKS_TOKEN"] = "dapi-fake-token"
     command, cwd = server_command(variant)
     expected = expected_answer(tokens) if variant.expects_answers else None
     status = 200 if variant.expects_answers else 501
