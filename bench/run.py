@@ -7,9 +7,9 @@ What it does (bench/README.md has the details and how to read the results):
    tokens --token-delay seconds apart, so no answer can take less than tokens x delay;
 3. times the boot of each framework to a healthy /health (median of --boots);
 4. for each variant (framework x async x tracing off / to sqlite / to Databricks (the fake), and
-   the baseline relay) starts the
-   server pinned to core 0 (one uvicorn worker) and sweeps concurrency x streaming with the load
-   generator (bench/load.py) pinned to core 1, reading the server's CPU time from /proc;
+   the baseline relay) starts the server pinned to core 0 (one uvicorn worker) and sweeps
+   concurrency x streaming with the load generator (bench/load.py) pinned to core 1, reading the
+   server's CPU time from /proc; every answer is one tool round (see MESSAGE);
 5. writes bench/results/<name>.json, .md and .png (bench/report.py) and prints the table.
 
 Every step is bounded: request counts, a time cap per point, per-request timeouts, boot
