@@ -17,10 +17,14 @@ from agent_server.runtime.mlflow_internals import (
     check_mlflow,
 )
 from tests.fake_workspace import FakeWorkspace
-from tests.fake_workspace.subagents_api import oauth_env
 
 # What the databricks-sdk asks the workspace when it resolves an OAuth configuration.
 DISCOVERY_PATHS = {"/.well-known/databricks-config", "/oidc/.well-known/oauth-authorization-server"}
+# The service principal the fake workspace signs in with OAuth (its /oidc routes), as on Apps.
+OAUTH_CLIENT = {
+    "DATABRICKS_CLIENT_ID": "fake-service-principal",
+    "DATABRICKS_CLIENT_SECRET": "fake-client-secret",
+}
 
 
 def test_the_installed_mlflow_is_supported() -> None:
@@ -48,7 +52,8 @@ def oauth_workspace(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeWorkspace]:
     with FakeWorkspace() as fake:
         for key in [k for k in os.environ if k.startswith("DATABRICKS_")]:
             monkeypatch.delenv(key)
-        for key, value in oauth_env(fake).items():
+        env = {k: v for k, v in fake.env().items() if k != "DATABRICKS_TOKEN"}
+        for key, value in {**env, **OAUTH_CLIENT}.items():
             monkeypatch.setenv(key, value)
         yield fake
 
