@@ -3,10 +3,11 @@
 Run by bench/run.py as its own process, pinned to its own core (`taskset -c 1`), and printing
 one JSON object: counts, errors, req/s, latency and time-to-first-token percentiles.
 
-Every answer is checked, not just counted: a streamed answer must deliver the expected text as
-`response.output_text.delta` events and end with `data: [DONE]`; a non-streamed one must carry
-the expected text in its output items. Anything else (a wrong status, a missing token, a
-timeout, an `{"error": ...}` event) counts as an error with its reason.
+Every answer is checked, not just counted: a streamed answer must deliver the expected text (or
+text that the expected regular expression matches in full) as `response.output_text.delta`
+events and end with `data: [DONE]`; a non-streamed one must carry the expected text in its
+output items. Anything else (a wrong status, a missing token, a timeout, an `{"error": ...}`
+event) counts as an error with its reason.
 
 Bounded: at most `--requests` requests, none started after `--duration` seconds, and each one
 given up after `--timeout` seconds.
@@ -18,6 +19,7 @@ import argparse
 import asyncio
 import json
 import math
+import re
 import sys
 import time
 from collections import Counter
@@ -43,6 +45,7 @@ class Config:
     body: dict[str, Any]
     stream: bool
     expected_text: str | None
+    expected_pattern: re.Pattern[str] | None
     expected_status: int
     timeout: float
 
@@ -100,7 +103,8 @@ async def one_request(session: aiohttp.ClientSession, config: Config) -> Sample:
                 if response.status != config.expected_status:
                     await response.read()
                     return Sample(False, time.perf_counter() - started, None, f"{response.status}")
-                if config.expected_text is None:  # e.g. the 501 of the migration scaffold
+                if config.expected_text is None and config.expected_pattern is None:
+                    # e.g. the 501 of the migration scaffold
                     await response.read()
                     return Sample(True, time.perf_counter() - started)
                 if config.stream:
@@ -113,7 +117,10 @@ async def one_request(session: aiohttp.ClientSession, config: Config) -> Sample:
     except (aiohttp.ClientError, ValueError) as exc:
         return Sample(False, time.perf_counter() - started, None, type(exc).__name__)
     latency = time.perf_counter() - started
-    if text != config.expected_text:
+    if config.expected_pattern is not None:
+        if not config.expected_pattern.fullmatch(text):
+            return Sample(False, latency, ttft, f"wrong text ({len(text)} chars)")
+    elif text != config.expected_text:
         return Sample(False, latency, ttft, f"wrong text ({len(text)} chars)")
     return Sample(True, latency, ttft)
 
@@ -165,6 +172,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stream", action="store_true")
     parser.add_argument("--message", default="hi")
     parser.add_argument("--expected-text", default=None, help="the answer every request must get")
+    parser.add_argument(
+        "--expected-pattern", default=None, help="a regular expression every answer must match"
+    )
     parser.add_argument("--expected-status", type=int, default=200)
     return parser.parse_args(argv)
 
@@ -176,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         body={"input": [{"role": "user", "content": args.message}]},
         stream=args.stream,
         expected_text=args.expected_text,
+        expected_pattern=re.compile(args.expected_pattern) if args.expected_pattern else None,
         expected_status=args.expected_status,
         timeout=args.timeout,
     )

@@ -6,9 +6,10 @@ What it does (bench/README.md has the details and how to read the results):
 2. starts the fake workspace (tests/fake_workspace of a generated project), streaming --tokens
    tokens --token-delay seconds apart, so no answer can take less than tokens x delay;
 3. times the boot of each framework to a healthy /health (median of --boots);
-4. for each variant (framework x async x tracing on/off, and the baseline relay) starts the
-   server pinned to core 0 (one uvicorn worker) and sweeps concurrency x streaming with the load
-   generator (bench/load.py) pinned to core 1, reading the server's CPU time from /proc;
+4. for each variant (framework x async x tracing off / to sqlite / to Databricks (the fake), and
+   the baseline relay) starts the server pinned to core 0 (one uvicorn worker) and sweeps
+   concurrency x streaming with the load generator (bench/load.py) pinned to core 1, reading the
+   server's CPU time from /proc; every answer is one tool round (see MESSAGE);
 5. writes bench/results/<name>.json, .md and .png (bench/report.py) and prints the table.
 
 Every step is bounded: request counts, a time cap per point, per-request timeouts, boot
@@ -22,6 +23,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -49,9 +51,17 @@ SERVER_CORE = "0"
 CLIENT_CORE = "1"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 ENDPOINT = "bench-llm-endpoint"
-MESSAGE = "hi"
+# The fake LLM calls a tool named in the prompt, with the JSON after the name as arguments, then
+# answers "The tool said: <result>" (tests/fake_workspace/llm.py): every answer is one tool round,
+# as a real agent's. The tool is the generated agent's own (agent.py), and the baseline relay's.
+TOOL = "get_current_time"
+MESSAGE = f'What time is it? Use {TOOL} {{"timezone": "UTC"}}'
+TOOL_RESULT = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00"  # the time now, in ISO format
 FILLER = " lorem"  # the fake's padding token (tests/fake_workspace/core.py FILLER_TOKEN)
-BOOT_TIMEOUT = 120.0
+# Where the traces go: off, a local sqlite store, or a Databricks workspace (the fake), as on Apps.
+TRACING = (None, "sqlite", "databricks")
+TRACING_NAMES = {None: "off", "sqlite": "sqlite", "databricks": "databricks (fake)"}
+BOOT_TIMEOUT = 300.0  # generous: a busy machine slows the imports down a lot
 
 
 @dataclass
@@ -92,7 +102,7 @@ class Variant:
     name: str
     framework: str | None  # None: the baseline relay
     is_async: bool = True
-    tracing: bool = False
+    tracing: str | None = None  # None, "sqlite" or "databricks"
     project: Path | None = None
     points: list[dict[str, Any]] = field(default_factory=list)
     traces: dict[str, Any] | None = None  # tracing on: requests sent and traces stored
@@ -201,7 +211,9 @@ def install_footprint(project: Path, cold: bool, scratch: Path) -> dict[str, Any
 # --- processes ------------------------------------------------------------------------------
 
 
-def agent_env(fake_url: str, tracing_dir: Path | None) -> dict[str, str]:
+def agent_env(
+    fake_url: str, tracing: str | None, tracing_dir: Path | None = None
+) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -210,20 +222,67 @@ def agent_env(fake_url: str, tracing_dir: Path | None) -> dict[str, str]:
     env.update(
         {
             "DATABRICKS_HOST": fake_url,
-            "DATABRICKS_TOKEN": "dapi-fake-token",
+            # A service principal signed in with OAuth, as an app on Databricks Apps is
+            # (tests/fake_workspace/subagents_api.py answers as the workspace's OIDC endpoints).
+            "DATABRICKS_CLIENT_ID": "fake-service-principal",
+            "DATABRICKS_CLIENT_SECRET": "fake-client-secret",
             "DATABRICKS_CONFIG_FILE": str(Path(tempfile.gettempdir()) / "bench-no-such-cfg"),
             "SERVING_ENDPOINT": ENDPOINT,
             "AGENT_ENV_FILE": "/dev/null",
             "LOG_LEVEL": "WARNING",
         }
     )
-    if tracing_dir is not None:
+    if tracing == "sqlite":
+        assert tracing_dir is not None
         tracing_dir.mkdir(parents=True, exist_ok=True)
         env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tracing_dir / 'mlflow.db'}"
+    elif tracing == "databricks":
+        # As on Databricks Apps: the workspace's tracking store and the bundle's experiment,
+        # with mlflow's export settings left at their defaults.
+        env["MLFLOW_TRACKING_URI"] = "databricks"
+        env["MLFLOW_EXPERIMENT_ID"] = create_experiment(fake_url)
+    if tracing is not None:
         # As on Databricks Apps (databricks.yml passes the bundle's commit): traces are linked
         # to a LoggedModel for this version.
         env["AGENT_GIT_COMMIT"] = "0123456789abcdef0123456789abcdef01234567"
     return env
+
+
+def fake_call(fake_url: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """A JSON call to the fake workspace (a POST with a body, else a GET)."""
+    request = urllib.request.Request(
+        f"{fake_url}{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": "Bearer dapi-fake-token", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def uploaded_traces(fake_url: str, before: int, sent: int, max_wait: float = 30.0) -> int:
+    """Traces the fake took since `before`, once all `sent` are there or none came for a while.
+
+    mlflow batches finished traces for a few seconds before exporting them, without using CPU:
+    the server looks idle before the last ones are sent.
+    """
+    stored, changed = fake_traces(fake_url) - before, time.monotonic()
+    while stored < sent and time.monotonic() - changed < max_wait:
+        time.sleep(0.5)
+        if (now := fake_traces(fake_url) - before) != stored:
+            stored, changed = now, time.monotonic()
+    return stored
+
+
+def create_experiment(fake_url: str) -> str:
+    name = f"/Users/tester@example.com/bench-{time.monotonic_ns()}"
+    return str(
+        fake_call(fake_url, "/api/2.0/mlflow/experiments/create", {"name": name})["experiment_id"]
+    )
+
+
+def fake_traces(fake_url: str) -> int:
+    """Traces the fake workspace holds with their spans (tests/fake_workspace/traces_api.py)."""
+    return int(fake_call(fake_url, "/__fake__/traces")["with_spans"])
 
 
 def healthy(url: str) -> bool:
@@ -352,7 +411,7 @@ def settled_cpu(pid: int, max_wait: float = 120.0) -> tuple[float, float]:
     return last, time.monotonic() - started
 
 
-def stored_traces(tracing_dir: Path) -> int | None:
+def sqlite_traces(tracing_dir: Path) -> int | None:
     """How many traces the local tracking store holds."""
     try:
         with contextlib.closing(sqlite3.connect(tracing_dir / "mlflow.db")) as db:
@@ -367,7 +426,7 @@ def run_load(
     requests: int,
     stream: bool,
     seconds: float,
-    expected_text: str | None,
+    expected: str | None,
     expected_status: int,
 ) -> dict[str, Any]:
     command = [
@@ -393,8 +452,8 @@ def run_load(
     ]
     if stream:
         command.append("--stream")
-    if expected_text is not None:
-        command += ["--expected-text", expected_text]
+    if expected is not None:
+        command += ["--expected-pattern", expected]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 180)
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed: {done.stderr[-2000:]}")
@@ -405,9 +464,9 @@ def run_load(
 
 
 def expected_answer(tokens: int) -> str:
-    """What the fake answers MESSAGE with: its words, padded to `tokens` chunks."""
-    words = ["You ", "said: ", MESSAGE]
-    return "".join(words[:tokens]) + FILLER * max(0, tokens - len(words))
+    """A regular expression for the fake's answer after the tool: its words padded to `tokens`."""
+    words = [re.escape("The "), re.escape("tool "), re.escape("said: "), TOOL_RESULT]
+    return "".join(words[:tokens]) + re.escape(FILLER) * max(0, tokens - len(words))
 
 
 def server_command(variant: Variant) -> tuple[list[str], Path]:
@@ -420,17 +479,21 @@ def server_command(variant: Variant) -> tuple[list[str], Path]:
 def measure_variant(
     variant: Variant, plan: Plan, fake_url: str, tokens: int, scratch: Path, deadline: float
 ) -> None:
-    tracing_dir = scratch / f"mlflow-{variant.name.replace(' ', '-')}" if variant.tracing else None
-    env = agent_env(fake_url, tracing_dir)
+    slug = re.sub(r"\W+", "-", variant.name)
+    tracing_dir = scratch / f"mlflow-{slug}"
+    env = agent_env(fake_url, variant.tracing, tracing_dir)
+    if variant.framework is None:  # the relay sends a workspace token of its own
+        env["DATABRICKS_TOKEN"] = "dapi-fake-token"
     if variant.workers > 1:
         env["AGENT_WORKERS"] = str(variant.workers)
     command, cwd = server_command(variant)
     expected = expected_answer(tokens) if variant.expects_answers else None
     status = 200 if variant.expects_answers else 501
-    log_path = scratch / f"server-{variant.name.replace(' ', '-')}.log"
+    log_path = scratch / f"server-{slug}.log"
     # The scaffold streams its 501 as an error event after a 200: only its invoke is measured.
     modes = plan.modes if variant.expects_answers else (False,)
     sent = 0
+    traces_before = fake_traces(fake_url) if variant.tracing == "databricks" else 0
     # Several workers boot side by side on the server's one core.
     boot_timeout = BOOT_TIMEOUT * variant.workers
     with server(command, cwd, env, log_path, boot_timeout) as (process, url, _boot):
@@ -467,16 +530,22 @@ def measure_variant(
                     f"{result['rps']:6.1f} req/s  p99 {result['latency_p99_s'] or 0:6.2f} s  "
                     f"cpu {point['cpu_ms_per_request']:6.1f} ms/req  errors {result['errors']}"
                 )
-        if tracing_dir is not None:
+        if variant.tracing is not None:
             settled_cpu(process.pid)
-            variant.traces = {"requests": sent, "stored": stored_traces(tracing_dir)}
+            if variant.tracing == "databricks":
+                stored: int | None = uploaded_traces(fake_url, traces_before, sent)
+            else:
+                stored = sqlite_traces(tracing_dir)
+            variant.traces = {"requests": sent, "stored": stored}
 
 
-def boot_times(project: Path, fake_url: str, tracing: bool, boots: int, scratch: Path) -> list:
+def boot_times(
+    project: Path, fake_url: str, tracing: str | None, boots: int, scratch: Path
+) -> list:
     times = []
     for index in range(boots):
-        tracing_dir = scratch / f"boot-mlflow-{project.parent.name}-{index}" if tracing else None
-        env = agent_env(fake_url, tracing_dir)
+        tracing_dir = scratch / f"boot-mlflow-{project.parent.name}-{index}"
+        env = agent_env(fake_url, tracing, tracing_dir)
         log_path = scratch / f"boot-{project.parent.name}.log"
         with server([str(project / ".venv" / "bin" / "start-server")], project, env, log_path) as (
             _process,
@@ -531,14 +600,14 @@ def make_variants(projects: dict[tuple[str, bool], Path], wanted: list[str]) -> 
             project = projects[(framework, is_async)]
             kind = "async" if is_async else "sync"
             if framework == "langgraph":
-                for tracing in (True, False):
-                    name = f"langgraph {kind} tracing {'on' if tracing else 'off'}"
+                for tracing in TRACING:
+                    name = f"langgraph {kind} tracing {TRACING_NAMES[tracing]}"
                     variants.append(Variant(name, framework, is_async, tracing, project))
             else:
                 # Answers 501 at once: the server's own overhead per request, and (async, tracing
-                # on) what exporting one trace costs.
-                for tracing in (False, True) if is_async else (False,):
-                    name = f"migration {kind} (501) tracing {'on' if tracing else 'off'}"
+                # to sqlite) what exporting one trace costs.
+                for tracing in (None, "sqlite") if is_async else (None,):
+                    name = f"migration {kind} (501) tracing {TRACING_NAMES[tracing]}"
                     variants.append(Variant(name, framework, is_async, tracing, project))
     if wanted:
         variants = [v for v in variants if any(w in v.name for w in wanted)]
@@ -567,7 +636,9 @@ def main(argv: list[str] | None = None) -> int:
         "template": str(args.template),
         "tokens": args.tokens,
         "token_delay_s": args.token_delay,
-        "ideal_latency_s": args.tokens * args.token_delay,
+        # The tool call comes one delay after the first call's start, the answer's tokens after.
+        "ideal_latency_s": (args.tokens + 1) * args.token_delay,
+        "tool_round": True,
     }
     if args.max_load:
         results["load_average_waited"] = wait_for_quiet(args.max_load, args.max_wait)
@@ -625,19 +696,25 @@ def main(argv: list[str] | None = None) -> int:
         ) as fake_url:
             for variant in variants:
                 log(f"measuring {variant.name}")
-                measure_variant(variant, plan, fake_url, args.tokens, scratch, deadline)
+                try:
+                    measure_variant(variant, plan, fake_url, args.tokens, scratch, deadline)
+                except RuntimeError as failed:  # e.g. a server that did not boot: the rest runs
+                    log(f"{variant.name}: {failed}")
+                    variant.points.append(
+                        {"concurrency": 0, "stream": True, "skipped": str(failed)}
+                    )
             # Last, so that a slow machine shortens these (3 boots at least), not the load points.
             results["boot"] = {}
             for framework, tracing in (
                 ()
                 if args.no_boot
                 else (
-                    ("langgraph", False),
-                    ("langgraph", True),
-                    ("model-serving-migration", False),
+                    ("langgraph", None),
+                    ("langgraph", "sqlite"),
+                    ("model-serving-migration", None),
                 )
             ):
-                key = f"{framework} tracing {'on' if tracing else 'off'}"
+                key = f"{framework} tracing {TRACING_NAMES[tracing]}"
                 log(f"boot times: {key}")
                 boots = plan.boots if time.monotonic() < deadline else 3
                 times = boot_times(projects[(framework, True)], fake_url, tracing, boots, scratch)

@@ -59,6 +59,7 @@ def test_a_trace_is_stored_and_its_spans_uploaded_through_the_presigned_url(
     tags = response.json()["trace"]["trace_info"]["tags"]
     location = f"dbfs:/databricks/mlflow-tracking/{experiment_id}/{TRACE_ID}/artifacts"
     assert tags["mlflow.artifactLocation"] == location
+    assert httpx.get(f"{fake.url}/__fake__/traces").json() == {"traces": 1, "with_spans": 0}
 
     credentials = httpx.get(
         f"{fake.url}/api/2.0/mlflow/traces/{TRACE_ID}/credentials-for-data-upload",
@@ -73,6 +74,9 @@ def test_a_trace_is_stored_and_its_spans_uploaded_through_the_presigned_url(
     stored = stored_trace(fake, TRACE_ID)
     assert stored is not None and stored.data == {"spans": []}
     assert unknown_tracking_calls(fake) == []
+    # What a process that did not start the fake reads back.
+    counts = httpx.get(f"{fake.url}/__fake__/traces").json()
+    assert counts == {"traces": 1, "with_spans": 1}
 
 
 @pytest.mark.parametrize(

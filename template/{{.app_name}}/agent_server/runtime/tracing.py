@@ -13,6 +13,9 @@ No request waits for the tracking store: the experiment is looked up once, at st
 `start_tracking`), and export runs in the background. A trace that cannot be exported is dropped
 with one warning, not one per request (see `ExportFailureFilter`).
 
+With a Databricks tracking store, the workspace configuration mlflow resolves for its calls is
+reused rather than resolved again for each one (mlflow_internals.cache_databricks_host_creds).
+
 A local sqlite store is tuned for what it is, a file with one writer at a time (see
 `tune_local_store`): profiled under load, exporting traces to it was most of the server's CPU.
 """
@@ -30,6 +33,8 @@ from pathlib import Path
 
 import mlflow
 from mlflow.entities import MlflowExperimentLocation
+
+from agent_server.runtime.mlflow_internals import cache_databricks_host_creds
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +70,8 @@ def configure_tracing() -> bool:
         _enabled = False
         return False
     tune_local_store(os.environ["MLFLOW_TRACKING_URI"])
+    if os.environ["MLFLOW_TRACKING_URI"].startswith("databricks"):
+        cache_databricks_host_creds()
     quiet_export_failures()
     _enabled = True
     experiment: list[object] = []

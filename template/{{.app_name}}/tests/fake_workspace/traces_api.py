@@ -24,7 +24,8 @@ experiment's logged models by name and, the first time, creates an external one:
 Feedback on a trace (``mlflow.log_feedback``, the chat page's thumbs) is ``POST
 /api/3.0/mlflow/traces/<trace id>/assessments``; it is kept with the trace (``assessments``).
 
-Every stored trace can be read back (`stored_traces(fake)`, `stored_trace(fake, trace_id)`).
+Every stored trace can be read back (`stored_traces(fake)`, `stored_trace(fake, trace_id)`);
+a fake in another process says how many it holds (`GET /__fake__/traces`).
 Unknown calls under the MLflow and storage prefixes get a 404 like any unknown route;
 `unknown_tracking_calls(fake)` lists them so that a test can assert there were none.
 
@@ -144,6 +145,15 @@ def unknown_tracking_calls(fake: FakeWorkspace) -> list[str]:
         ):
             unknown.append(f"{request.method} {request.path}")
     return unknown
+
+
+@route("GET", "/__fake__/traces", auth=False)
+async def admin_trace_counts(call: Call) -> Response:
+    """How many traces the fake took, and how many of them have their spans uploaded."""
+    store = tracking_store(call.fake)
+    with store.lock:
+        with_spans = sum(1 for trace in store.traces.values() if trace.data is not None)
+        return JSONResponse({"traces": len(store.traces), "with_spans": with_spans})
 
 
 def _invalid(message: str) -> JSONResponse:
