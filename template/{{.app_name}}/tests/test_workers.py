@@ -32,7 +32,7 @@ from tests.agent_process import (
     wait_for_workers,
 )
 from tests.fake_workspace import FakeWorkspace
-from tests.support import PROJECT_ROOT, user_request
+from tests.support import PROJECT_ROOT, read_sse, user_request
 
 GIB = 1024**3
 
@@ -205,3 +205,45 @@ def test_two_workers_both_answer(slow_fake: FakeWorkspace, tmp_path: Path) -> No
 
     assert reached and all(reached), log[-3000:]
     assert len(answered) == 2, log[-3000:]
+
+
+def run_readers(log: str, run_id: str) -> set[int]:
+    """The workers (pids) that answered a GET of the run with 200, from their access log lines."""
+    line = re.compile(rf'\[(\d+)\] [\d.]+:\d+ - "GET /responses/{run_id}\?[^"]*" 200')
+    return {int(pid) for pid in line.findall(log)}
+
+
+def test_a_background_run_is_streamed_through_every_worker(
+    slow_fake: FakeWorkspace, tmp_path: Path
+) -> None:
+    """A run started on one worker streams through either of them, live and once it ended:
+    the workers share the server's run store (runtime/run_store.py)."""
+    env = agent_env(slow_fake, AGENT_WORKERS="2")
+    with agent_process(env, tmp_path / "server.log") as server:
+        wait_for_workers(server, 2)
+        body = user_request("hello", background=True)
+        started = httpx.post(f"{server.url}/responses", json=body, timeout=60)
+        assert started.status_code == 200, started.text
+        run_id = started.json()["id"]
+
+        def read(_: int) -> list:
+            # A connection of its own: the kernel hands it to either worker.
+            url = f"{server.url}/responses/{run_id}?stream=true"
+            with httpx.Client(timeout=60) as http, http.stream("GET", url) as answer:
+                assert answer.status_code == 200, answer.read()
+                return read_sse(answer)
+
+        streams: list[list] = []
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            # Readers while the run goes on, then after it ended, until both workers served one.
+            for batch in range(10):
+                streams += pool.map(read, range(8))
+                if len(run_readers(server.log(), run_id)) == 2:
+                    break
+        readers = run_readers(server.log(), run_id)
+        log = server.log()
+
+    assert len(readers) == 2, log[-3000:]
+    assert streams[0][-1] == "[DONE]"
+    assert streams[0][0]["type"] == "response.created"
+    assert all(stream == streams[0] for stream in streams), "the workers streamed different runs"
