@@ -236,7 +236,7 @@ def test_a_background_run_is_streamed_through_every_worker(
         streams: list[list] = []
         with ThreadPoolExecutor(max_workers=8) as pool:
             # Readers while the run goes on, then after it ended, until both workers served one.
-            for batch in range(10):
+            for _ in range(10):
                 streams += pool.map(read, range(8))
                 if len(run_readers(server.log(), run_id)) == 2:
                     break
