@@ -265,6 +265,49 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("combination", COMBINATION_IDS)
 
 
+# The boots of generated projects (tests/test_boot.py) take minutes each, every other test seconds
+# at most. Relative lengths, longest first: the projects with every workspace resource run the
+# largest suites.
+BOOT_TESTS = {
+    "test_project_with_workspace_resources_boots": 3,
+    "test_generated_project_boots": 2,
+}
+
+
+@pytest.hookimpl(trylast=True)  # after -k / -m have deselected
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Start every pytest-xdist worker on its share of the boots, so that none is left with a
+    long boot at the end while the others sit idle.
+
+    xdist's `worksteal` (and `load`) schedulers hand each worker a contiguous slice of the
+    collection at first (the remaining tests divided by the workers still to serve, in turn);
+    a worker that runs out steals from the end of another's slice. So the boots are shared out
+    longest first, each to the worker with the least boot time so far, and put at the start of
+    that worker's slice. Every worker collects, and so orders, the same items.
+    """
+    boots = sorted(
+        (item for item in items if getattr(item, "originalname", "") in BOOT_TESTS),
+        key=lambda item: -BOOT_TESTS[item.originalname],  # type: ignore[attr-defined]
+    )
+    if not boots:
+        return
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    shares: list[list[pytest.Item]] = [[] for _ in range(workers)]
+    loads = [0] * workers
+    for item in boots:
+        least = loads.index(min(loads))
+        shares[least].append(item)
+        loads[least] += BOOT_TESTS[item.originalname]  # type: ignore[attr-defined]
+    rest = [item for item in items if getattr(item, "originalname", "") not in BOOT_TESTS]
+    ordered: list[pytest.Item] = []
+    for worker, share in enumerate(shares):
+        slice_size = (len(items) - len(ordered)) // (workers - worker)
+        others = max(0, slice_size - len(share))
+        ordered += share + rest[:others]
+        rest = rest[others:]
+    items[:] = ordered + rest
+
+
 def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
 ) -> None:
