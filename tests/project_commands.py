@@ -9,10 +9,9 @@ def project_env() -> dict[str, str]:
     """This environment minus this repository's virtualenv and any Databricks or MLflow settings.
 
     BUNDLE_SCHEMA, when set, is made absolute: the project's tests run in its own folder.
-    PYTHONDONTWRITEBYTECODE (set on some machines) is dropped: with it every interpreter of a
-    project's suite (servers, CLI tools) compiles the modules it imports again; without it the
-    first import compiles and keeps them, only those a command imports, about a third of the
-    environment (`uv sync --compile-bytecode` compiles all of it).
+    PYTHONDONTWRITEBYTECODE (set on some machines) is dropped: with it every interpreter a
+    project starts (servers, CLI tools) compiles again what was not compiled at install, the
+    project's own modules always, and all of an environment synced without --compile-bytecode.
     """
     env = {
         key: value
