@@ -14,7 +14,9 @@ demo: prereqs
 
 ## The whole test suite: the offline bundle init, every prompt combination, the generated agents.
 ## One pytest worker per core: most of the time goes to booting generated projects, which wait
-## on installs, sleeps and timeouts as much as they compute.
+## on installs, sleeps and timeouts as much as they compute. Each worker starts with its share
+## of those boots and of the other long tests (tests/conftest.py), so that none is left for the
+## end.
 test: prereqs
 	uv run pytest -n auto --dist worksteal
 

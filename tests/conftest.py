@@ -265,6 +265,50 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("combination", COMBINATION_IDS)
 
 
+# The tests that take minutes each (every other test takes seconds): the boots of generated
+# projects (tests/test_boot.py; those with every workspace resource run the largest suites), and
+# the installs at the lowest dependency bounds. Relative lengths, longest first.
+LONG_TESTS = {
+    "test_project_with_workspace_resources_boots": 3,
+    "test_generated_project_boots": 2,
+    "test_lowest_direct_dependencies_work": 1,
+}
+
+
+@pytest.hookimpl(trylast=True)  # after -k / -m have deselected
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Start every pytest-xdist worker on its share of the long tests, so that none is left with
+    a long test at the end while the others sit idle.
+
+    xdist's `worksteal` scheduler (`make test`) hands each worker a contiguous slice of the
+    collection at first (the remaining tests divided by the workers still to serve, in turn);
+    a worker that runs out steals from the end of another's slice. So the long tests are shared
+    out longest first, each to the worker with the least of them so far, and put at the start of
+    that worker's slice. Every worker collects, and so orders, the same items.
+    """
+    long_tests = sorted(
+        (item for item in items if getattr(item, "originalname", "") in LONG_TESTS),
+        key=lambda item: -LONG_TESTS[item.originalname],  # type: ignore[attr-defined]
+    )
+    if not long_tests:
+        return
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    shares: list[list[pytest.Item]] = [[] for _ in range(workers)]
+    loads = [0] * workers
+    for item in long_tests:
+        least = loads.index(min(loads))
+        shares[least].append(item)
+        loads[least] += LONG_TESTS[item.originalname]  # type: ignore[attr-defined]
+    rest = [item for item in items if getattr(item, "originalname", "") not in LONG_TESTS]
+    ordered: list[pytest.Item] = []
+    for worker, share in enumerate(shares):
+        slice_size = (len(items) - len(ordered)) // (workers - worker)
+        others = max(0, slice_size - len(share))
+        ordered += share + rest[:others]
+        rest = rest[others:]
+    items[:] = ordered + rest
+
+
 def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
 ) -> None:

@@ -9,11 +9,15 @@ def project_env() -> dict[str, str]:
     """This environment minus this repository's virtualenv and any Databricks or MLflow settings.
 
     BUNDLE_SCHEMA, when set, is made absolute: the project's tests run in its own folder.
+    PYTHONDONTWRITEBYTECODE (set on some machines) is dropped: with it every interpreter a
+    project starts (servers, CLI tools) compiles again what was not compiled at install, the
+    project's own modules always, and all of an environment synced without --compile-bytecode.
     """
     env = {
         key: value
         for key, value in os.environ.items()
-        if key != "VIRTUAL_ENV" and not key.startswith(("DATABRICKS_", "MLFLOW_"))
+        if key not in ("VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE")
+        and not key.startswith(("DATABRICKS_", "MLFLOW_"))
     }
     if env.get("BUNDLE_SCHEMA"):
         env["BUNDLE_SCHEMA"] = str(Path(env["BUNDLE_SCHEMA"]).resolve())

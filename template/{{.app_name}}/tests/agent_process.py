@@ -8,6 +8,8 @@ timeouts, a recognisable token).
 by the reliability tests, so that the server boots once: a fake workspace whose token is a
 recognisable canary, and the server in front of it with short timeouts and local tracing.
 tests/test_secrets.py scans what that server wrote, after every other test that used it.
+`deployed_app` is the one server, shared the same way, of the tests that need the server as
+Databricks Apps runs it.
 """
 
 import contextlib
@@ -25,6 +27,7 @@ import pytest
 
 from agent_cli.local_server import running
 from tests.fake_workspace import ENV_KEYS_TO_REMOVE, FakeWorkspace
+from tests.fake_workspace.mlflow_api import experiments
 from tests.support import BOOT_TIMEOUT_SECONDS, PROJECT_ROOT, server_env
 
 SERVING_ENDPOINT = "test-llm-endpoint"
@@ -100,6 +103,37 @@ def reliability_server(
     with agent_process(env, folder / "server.log") as server:
         server.tracking_db = folder / "mlflow.db"
         yield server
+
+
+@dataclass
+class DeployedApp:
+    server: AgentProcess
+    workspace: FakeWorkspace
+
+
+@pytest.fixture(scope="session")
+def _deployed_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DeployedApp]:
+    with FakeWorkspace() as workspace:
+        experiment = experiments(workspace).create("/Users/tester@example.com/my-agent")
+        assert experiment is not None
+        env = agent_env(
+            workspace,
+            MLFLOW_TRACKING_URI="databricks",
+            MLFLOW_EXPERIMENT_ID=experiment.experiment_id,
+            DATABRICKS_APP_NAME="my-agent",
+        )
+        with agent_process(env, tmp_path_factory.mktemp("deployed") / "server.log") as server:
+            yield DeployedApp(server, workspace)
+
+
+@pytest.fixture
+def deployed_app(_deployed_app: DeployedApp) -> DeployedApp:
+    """The server as Databricks Apps runs it (DATABRICKS_APP_NAME set: the proxy's headers say
+    who the user is), tracing to the experiment of the app in its fake workspace. One server for
+    the session; its fake's settings are reset for each test."""
+    _deployed_app.workspace.configure(tokens=None, token_delay=0.0, endpoints=None)
+    _deployed_app.workspace.clear_requests()
+    return _deployed_app
 
 
 @contextlib.contextmanager

@@ -11,7 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.agent_process import canary_fake, reliability_server  # noqa: F401  (fixtures)
+from tests.agent_process import (  # noqa: F401  (fixtures)
+    _deployed_app,
+    canary_fake,
+    deployed_app,
+    reliability_server,
+)
 from tests.fake_workspace import ENV_KEYS_TO_REMOVE, FakeWorkspace
 from tests.support import running_server, server_env
 

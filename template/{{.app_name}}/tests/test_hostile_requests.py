@@ -19,12 +19,10 @@ import pytest
 from tests.agent_process import (
     BODY_TIMEOUT_SECONDS,
     AgentProcess,
-    agent_env,
-    agent_process,
+    DeployedApp,
     reached_the_agent,
     stream_reached_the_agent,
 )
-from tests.fake_workspace import FakeWorkspace
 from tests.support import read_sse, user_request
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -336,7 +334,7 @@ def test_get_on_the_agent_route_is_405_with_json(guarded: AgentProcess) -> None:
 
 @pytest.mark.parametrize("streaming", [False, True], ids=["invoke", "stream"])
 def test_deployed_a_user_id_that_is_not_the_signed_in_user_is_refused(
-    canary_fake: FakeWorkspace, tmp_path_factory: pytest.TempPathFactory, streaming: bool
+    deployed_app: DeployedApp, streaming: bool
 ) -> None:
     """On Databricks Apps (DATABRICKS_APP_NAME set) the proxy's headers say who the user is."""
     ada = {
@@ -344,9 +342,8 @@ def test_deployed_a_user_id_that_is_not_the_signed_in_user_is_refused(
         "X-Forwarded-User": "4242",
         "X-Forwarded-Access-Token": "user-token-of-ada",
     }
-    env = agent_env(canary_fake, DATABRICKS_APP_NAME="guarded-app")
-    log = tmp_path_factory.mktemp("deployed-guard") / "server.log"
-    with agent_process(env, log) as server, httpx.Client(timeout=60) as http:
+    server = deployed_app.server
+    with httpx.Client(timeout=60) as http:
         url = f"{server.url}/invocations"
         spoofed = [
             {"custom_inputs": {"user_id": "bob@example.com"}},
