@@ -469,12 +469,8 @@ ALLOWED_MENTIONS: set[tuple[str, str]] = {
     ("tests/migration/test_migrate_units.py", "memory"),
     ("tests/migration/test_migrate_units.py", "user auth"),
     # Commands and test helpers that handle every framework's and option's case in one file.
-    ("agent_cli/evaluate.py", "migration"),
-    ("agent_cli/preflight.py", "migration"),
     ("agent_cli/project.py", "memory"),
     ("agent_cli/quickstart.py", "memory"),
-    ("tests/agent_process.py", "migration"),
-    ("tests/cli_support.py", "migration"),
     ("tests/test_quickstart.py", "memory"),
 }
 

@@ -7,7 +7,7 @@ evaluation run. Async handlers run on one event loop owned by this command (the 
 clients stay on the loop they were made on); sync handlers run on mlflow's worker threads.
 
 Before anything is logged, the agent answers the first question once: an agent that cannot
-answer at all (the migration scaffold before its code is moved in: "not migrated yet", 501; no
+answer at all (an agent whose handlers are not written yet: 501 Not Implemented; no
 SERVING_ENDPOINT; an unreachable workspace) stops the command there with the reason.
 
 Scorers:
@@ -93,11 +93,10 @@ def probe(agent: LocalAgent, question: Question) -> None:
         agent.invoke(question.messages)
     except Exception as exc:
         error = public_error(exc)
-        if error.code == "not_migrated":
+        if error.status_code == 501:
             raise CliError(
-                f"the agent is not migrated yet (HTTP {error.status_code}): {error}",
-                hint="move your Model Serving agent's predict() code into agent_server/agent.py "
-                "(README.md, 'Migrating from Model Serving'), then evaluate it",
+                f"the agent is not written yet (HTTP 501): {error}",
+                hint="write its handlers in agent_server/agent.py, then evaluate it",
             ) from None
         raise CliError(
             f"the agent could not answer {question.name!r} "

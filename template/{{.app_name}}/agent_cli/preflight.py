@@ -71,10 +71,10 @@ def server_env(env_file: Path) -> dict[str, str]:
 
 def hint_for(failures: list[CheckResult]) -> str:
     reasons = " ".join(result.detail for result in failures)
-    if "not been migrated yet" in reasons:
+    if "HTTP 501" in reasons:
         return (
-            "move your agent's predict()/predict_stream() code into agent_server/agent.py "
-            "(README.md, 'Migrating from Model Serving')"
+            "the agent answers 501 Not Implemented: write its @invoke and @stream handlers in "
+            "agent_server/agent.py (README.md says how)"
         )
     if "HTTP 503" in reasons:
         return "the agent is missing a setting or credentials: run `uv run quickstart`"

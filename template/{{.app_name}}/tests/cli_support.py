@@ -105,7 +105,7 @@ def output(result: subprocess.CompletedProcess[str]) -> str:
 
 
 # A finished agent.py for a copy of the project: echoes the last message, streaming or not.
-ECHO_AGENT = '''"""A migrated agent, for the tests: echoes the last user message."""
+ECHO_AGENT = '''"""An agent for the tests: echoes the last user message."""
 
 from collections.abc import Iterator
 

@@ -28,7 +28,7 @@ def test_stream_ends_with_a_not_migrated_error_event(client: httpx.Client, agent
     assert events[-1] == "[DONE]"
     assert "not been migrated yet" in events[-2]["error"]
     # The code the command-line tools (preflight, test-agent, evaluate) recognise the scaffold by.
-    assert events[-2]["code"] == "not_migrated"
+    assert events[-2]["code"] == "not_implemented"
 
 
 def test_server_keeps_serving_after_the_errors(client: httpx.Client, agent_url: str) -> None:
@@ -53,7 +53,9 @@ def test_preflight_reports_that_the_scaffold_is_not_migrated(
     assert lines[1].startswith("  ok    GET /health")
     assert "bad status HTTP 501: This agent has not been migrated yet" in lines[2]
     assert "error event mid-stream" in lines[3]
-    assert "'Migrating from Model Serving'" in result.stderr
+    assert "hint: the agent answers 501 Not Implemented: write its @invoke and @stream" in (
+        result.stderr
+    )
 
 
 def test_test_agent_reports_that_the_scaffold_is_not_migrated(
@@ -84,10 +86,10 @@ def test_evaluate_reports_that_the_scaffold_is_not_migrated(
     store = tmp_path / "evaluation.db"
     result = evaluate(fake, "--tracking-uri", f"sqlite:///{store}")
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "error: the agent is not migrated yet (HTTP 501): This agent has not been migrated" in (
+    assert "error: the agent is not written yet (HTTP 501): This agent has not been migrated" in (
         result.stderr
     )
-    assert "hint: move your Model Serving agent's predict() code" in result.stderr
+    assert "hint: write its handlers in agent_server/agent.py" in result.stderr
     assert "Traceback" not in result.stderr
     assert not store.exists()
     assert not [r for r in fake.requests if r.path == CHAT_PATH]
