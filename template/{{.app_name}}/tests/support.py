@@ -4,6 +4,8 @@ its traces."""
 import contextlib
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,3 +103,21 @@ def wait_for_trace(tracking_db: Path, trace_id: str, timeout: float = 30) -> Tra
             pass
         assert time.monotonic() < deadline, f"trace {trace_id} never fully reached {tracking_db}"
         time.sleep(0.25)
+
+
+def start_server_calls(script: str, calls: int) -> list[Any]:
+    """The last `calls` lines `script` prints, each a JSON value, run in this project with no
+    Databricks, MLflow or AGENT_ settings (the tests replace uvicorn.run in it with a print, then
+    call start_server.main)."""
+    prefixes = ("DATABRICKS_", "MLFLOW_", "AGENT_")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=PROJECT_ROOT,
+        env={**base, "AGENT_ENV_FILE": os.devnull, "SERVING_ENDPOINT": "x"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.strip().splitlines()[-calls:]]

@@ -20,7 +20,7 @@ import pytest
 
 from tests.agent_process import CANARY_TOKEN, AgentProcess
 from tests.fake_workspace import FakeWorkspace
-from tests.support import PROJECT_ROOT, read_sse, user_request, wait_for_trace
+from tests.support import PROJECT_ROOT, read_sse, start_server_calls, user_request, wait_for_trace
 
 CANARY = "SECRET-canary"  # in every canary below; no legitimate text contains it
 OBO_JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJvYm8ifQ.SECRET-canary-obo-signature"
@@ -200,16 +200,6 @@ def test_binds_localhost_locally_and_the_platform_port_on_apps() -> None:
         "os.environ['DATABRICKS_APP_PORT'] = '8123'\n"
         "start_server.main([])\n"
     )
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "MLFLOW_"))}
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=PROJECT_ROOT,
-        env={**base, "AGENT_ENV_FILE": os.devnull, "SERVING_ENDPOINT": "x"},
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert result.returncode == 0, result.stderr
-    local, on_apps = (json.loads(line) for line in result.stdout.strip().splitlines()[-2:])
+    local, on_apps = start_server_calls(script, 2)
     assert (local["host"], local["port"]) == ("127.0.0.1", 8000)
     assert (on_apps["host"], on_apps["port"]) == ("0.0.0.0", 8123)

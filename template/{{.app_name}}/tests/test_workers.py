@@ -4,8 +4,6 @@ On Databricks Apps the server runs one worker per whole CPU of the app's contain
 (runtime/workers.py), locally one; AGENT_WORKERS or `--workers` sets the count.
 """
 
-import json
-import os
 import re
 import subprocess
 import sys
@@ -32,7 +30,7 @@ from tests.agent_process import (
     wait_for_workers,
 )
 from tests.fake_workspace import FakeWorkspace
-from tests.support import PROJECT_ROOT, read_sse, user_request
+from tests.support import PROJECT_ROOT, read_sse, start_server_calls, user_request
 
 GIB = 1024**3
 
@@ -133,17 +131,7 @@ def test_start_server_hands_uvicorn_the_worker_count() -> None:
         "start_server.main([])\n"
         "start_server.main(['--workers', '5'])\n"
     )
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "AGENT_"))}
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=PROJECT_ROOT,
-        env={**base, "AGENT_ENV_FILE": os.devnull, "SERVING_ENDPOINT": "x"},
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert result.returncode == 0, result.stderr
-    runs = [json.loads(line) for line in result.stdout.strip().splitlines()[-4:]]
+    runs = start_server_calls(script, 4)
     on_apps = available_workers()
     assert runs == [[1, False], [on_apps, on_apps > 1], [3, True], [5, True]]
 
