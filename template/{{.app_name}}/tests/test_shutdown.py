@@ -124,7 +124,10 @@ def _stop_and_check(
     the server's log."""
     stopped_at = time.monotonic()
     server.process.send_signal(15)  # SIGTERM
-    time.sleep(0.5)
+    # uvicorn's parent of several workers passes SIGTERM on from its supervision loop (a tick of
+    # 0.5 s), and each worker notices it on its own loop's tick: wait until every worker says it
+    # is stopping rather than guessing how long that takes on a busy machine.
+    _wait_for_log(server, "Shutting down", workers)
     # Once stopping, no new request is served. One worker closes the listening socket: a new
     # connection is refused. With several, uvicorn's parent process keeps its copy of the socket
     # until the workers are done: a new connection waits there and is then reset.
@@ -155,4 +158,11 @@ def _wait_for_llm_calls(fake: FakeWorkspace, count: int) -> None:
     deadline = time.monotonic() + 60
     while len(llm_calls(fake)) < count:
         assert time.monotonic() < deadline, f"only {len(llm_calls(fake))} LLM calls started"
+        time.sleep(0.05)
+
+
+def _wait_for_log(server: AgentProcess, line: str, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while server.log().count(line) < count:
+        assert time.monotonic() < deadline, server.log()[-3000:]
         time.sleep(0.05)

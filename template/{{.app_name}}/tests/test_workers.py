@@ -171,7 +171,9 @@ def slow_fake() -> Iterator[FakeWorkspace]:
 
 
 def test_two_workers_both_answer(slow_fake: FakeWorkspace, tmp_path: Path) -> None:
-    env = agent_env(slow_fake, AGENT_WORKERS="2")
+    """Both answer, tracing into one new local store, whose tables start-server created once
+    before the workers started (two workers upgrading one sqlite schema at once can break it)."""
+    env = agent_env(slow_fake, tmp_path / "mlflow.db", AGENT_WORKERS="2")
     with agent_process(env, tmp_path / "server.log") as server:
         wait_for_workers(server, 2)
 
@@ -193,6 +195,7 @@ def test_two_workers_both_answer(slow_fake: FakeWorkspace, tmp_path: Path) -> No
 
     assert reached and all(reached), log[-3000:]
     assert len(answered) == 2, log[-3000:]
+    assert log.count("Creating initial MLflow database tables") == 1, log[-3000:]
 
 
 def run_readers(log: str, run_id: str) -> set[int]:

@@ -229,6 +229,25 @@ def tune_local_store(tracking_uri: str) -> None:
         logger.warning("Could not put %s in write-ahead-log mode: %s", path, exc)
 
 
+def prepare_local_store() -> None:
+    """Create a local sqlite store's tables before uvicorn starts several workers.
+
+    Each worker would otherwise find a new store and run mlflow's schema upgrades on the same
+    file at the same time; on sqlite they are not transactional (alembic: "non-transactional
+    DDL"), so the loser of that race can leave the store half-upgraded for good. Other stores
+    are left alone: their schema is not the app's to create.
+    """
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    tune_local_store(tracking_uri)
+    try:
+        # The store is built, its tables created or upgraded, by its first use.
+        mlflow.MlflowClient(tracking_uri).search_experiments(max_results=1)
+    except Exception as exc:  # mlflow will say again what is wrong; still serve
+        logger.warning("Could not prepare the tracking store %s: %s", tracking_uri, exc)
+
+
 def flush_traces(timeout: float = TRACE_FLUSH_TIMEOUT_SECONDS) -> bool:
     """Export every finished trace still queued; False if that took longer than `timeout`."""
     if not _enabled:
