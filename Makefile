@@ -13,12 +13,13 @@ demo: prereqs
 	uv run --quiet python scripts/demo.py
 
 ## The whole test suite: the offline bundle init, every prompt combination, the generated agents.
-## One pytest worker per core: most of the time goes to booting generated projects, which wait
-## on installs, sleeps and timeouts as much as they compute. Each worker starts with its share
-## of those boots and of the other long tests (tests/conftest.py), so that none is left for the
-## end.
+## Two pytest workers per core: most of the time goes to the generated projects' own suites,
+## which spend about half of it waiting (timeouts, slow fake LLMs, shutdowns) rather than
+## computing, so two of them share a core well. Each worker starts with its share of those
+## suites and of the other long tests (tests/conftest.py), so that none is left for the end.
+TEST_WORKERS ?= $(shell echo $$(( 2 * $$(nproc) )))
 test: prereqs
-	uv run pytest -n auto --dist worksteal
+	uv run pytest -n $(TEST_WORKERS) --dist worksteal
 
 lint: prereqs
 	uv run ruff check . && uv run ruff format --check .

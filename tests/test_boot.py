@@ -93,53 +93,7 @@ def unexpected_skips(report: str) -> list[str]:
     return skips
 
 
-BOOT_CASES = [(framework, is_async) for framework in FRAMEWORKS for is_async in ASYNC_CHOICES]
-
-
-@pytest.mark.parametrize(
-    ("framework", "is_async"), BOOT_CASES, ids=[f"{f}-async-{a}" for f, a in BOOT_CASES]
-)
-def test_generated_project_boots(tmp_path: Path, framework: str, is_async: str) -> None:
-    config = {"agent_framework": framework, "async": is_async}
-    project = installed_and_self_tested(config, tmp_path)
-
-    env = project_env()
-    fake_args = [*UV_RUN, "python", "-m", "tests.fake_workspace", "--port", "0"]
-    with background(fake_args, project, env) as fake:
-        assert fake.stdout is not None
-        line = fake.stdout.readline().strip()
-        assert line.startswith("FAKE_WORKSPACE_URL="), line
-        fake_url = line.split("=", 1)[1]
-        env |= {
-            "DATABRICKS_HOST": fake_url,
-            "DATABRICKS_TOKEN": "dapi-fake-token",
-            "DATABRICKS_CONFIG_FILE": str(tmp_path / "no-databrickscfg"),
-            "SERVING_ENDPOINT": "boot-test-endpoint",
-            "AGENT_ENV_FILE": os.devnull,
-        }
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        with background([*UV_RUN, "start-server", "--port", str(port)], project, env):
-            wait_healthy(url)
-            body = {"input": [{"role": "user", "content": "Boot check"}]}
-            invoked = httpx.post(f"{url}/invocations", json=body, timeout=60)
-            with httpx.stream(
-                "POST", f"{url}/invocations", json={**body, "stream": True}, timeout=60
-            ) as response:
-                assert response.status_code == 200
-                lines = [line for line in response.iter_lines() if line.startswith("data: ")]
-    assert lines[-1] == "data: [DONE]"
-    if framework != "model-serving-migration":
-        assert invoked.status_code == 200, invoked.text
-        assert "You said: Boot check" in invoked.text
-        assert any("You said: Boot check" in line for line in lines)
-    else:
-        assert invoked.status_code == 501
-        assert "not been migrated yet" in invoked.json()["detail"]
-        assert "not been migrated yet" in lines[-2]
-
-
-# Projects with every workspace resource chosen (issue 4): their own suites call each managed
+# Projects with every workspace resource chosen: their own suites call each managed
 # MCP tool end to end and run the memory against a real PostgreSQL they start themselves
 # (Debian's postgresql package, from scripts/install-prereqs.sh; with long-term memory the
 # pgserver package's, which has pgvector).
@@ -189,6 +143,71 @@ RESOURCE_BOOTS = {
         "subagents": SUBAGENTS,
     },
 }
+
+
+# Every agent_framework x async combination boots and runs its own suite once: with the defaults'
+# other prompts, unless a project with every workspace resource above already has that framework
+# and async (its suite is a superset). The defaults themselves always boot: most projects are those.
+DEFAULTS = (
+    SCHEMA["properties"]["agent_framework"]["default"],
+    SCHEMA["properties"]["async"]["default"],
+)
+BOOTED_WITH_RESOURCES = {(c["agent_framework"], c["async"]) for c in RESOURCE_BOOTS.values()}
+BOOT_CASES = [
+    (framework, is_async)
+    for framework in FRAMEWORKS
+    for is_async in ASYNC_CHOICES
+    if (framework, is_async) == DEFAULTS or (framework, is_async) not in BOOTED_WITH_RESOURCES
+]
+
+
+def test_every_framework_and_async_choice_boots_once() -> None:
+    combinations = {(f, a) for f in FRAMEWORKS for a in ASYNC_CHOICES}
+    assert set(BOOT_CASES) | BOOTED_WITH_RESOURCES == combinations
+    assert DEFAULTS in BOOT_CASES
+
+
+@pytest.mark.parametrize(
+    ("framework", "is_async"), BOOT_CASES, ids=[f"{f}-async-{a}" for f, a in BOOT_CASES]
+)
+def test_generated_project_boots(tmp_path: Path, framework: str, is_async: str) -> None:
+    config = {"agent_framework": framework, "async": is_async}
+    project = installed_and_self_tested(config, tmp_path)
+
+    env = project_env()
+    fake_args = [*UV_RUN, "python", "-m", "tests.fake_workspace", "--port", "0"]
+    with background(fake_args, project, env) as fake:
+        assert fake.stdout is not None
+        line = fake.stdout.readline().strip()
+        assert line.startswith("FAKE_WORKSPACE_URL="), line
+        fake_url = line.split("=", 1)[1]
+        env |= {
+            "DATABRICKS_HOST": fake_url,
+            "DATABRICKS_TOKEN": "dapi-fake-token",
+            "DATABRICKS_CONFIG_FILE": str(tmp_path / "no-databrickscfg"),
+            "SERVING_ENDPOINT": "boot-test-endpoint",
+            "AGENT_ENV_FILE": os.devnull,
+        }
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        with background([*UV_RUN, "start-server", "--port", str(port)], project, env):
+            wait_healthy(url)
+            body = {"input": [{"role": "user", "content": "Boot check"}]}
+            invoked = httpx.post(f"{url}/invocations", json=body, timeout=60)
+            with httpx.stream(
+                "POST", f"{url}/invocations", json={**body, "stream": True}, timeout=60
+            ) as response:
+                assert response.status_code == 200
+                lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]"
+    if framework != "model-serving-migration":
+        assert invoked.status_code == 200, invoked.text
+        assert "You said: Boot check" in invoked.text
+        assert any("You said: Boot check" in line for line in lines)
+    else:
+        assert invoked.status_code == 501
+        assert "not been migrated yet" in invoked.json()["detail"]
+        assert "not been migrated yet" in lines[-2]
 
 
 @pytest.mark.parametrize("config", list(RESOURCE_BOOTS.values()), ids=list(RESOURCE_BOOTS))
