@@ -23,6 +23,7 @@ from agent_server.runtime.workers import (
     worker_count,
 )
 from tests.agent_process import (
+    AgentProcess,
     agent_env,
     agent_process,
     answered_by,
@@ -164,37 +165,38 @@ def test_the_server_refuses_a_bad_worker_count_before_serving(
 TOKENS, TOKEN_DELAY = 10, 0.1  # each answer takes about 1 s: requests overlap
 
 
-@pytest.fixture
-def slow_fake() -> Iterator[FakeWorkspace]:
-    with FakeWorkspace(tokens=TOKENS, token_delay=TOKEN_DELAY) as workspace:
-        yield workspace
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
+    """One server of two workers for the tests below, tracing into a new local store."""
+    folder = tmp_path_factory.mktemp("two-workers")
+    with FakeWorkspace(tokens=TOKENS, token_delay=TOKEN_DELAY) as slow_fake:
+        env = agent_env(slow_fake, folder / "mlflow.db", AGENT_WORKERS="2")
+        with agent_process(env, folder / "server.log") as server:
+            wait_for_workers(server, 2)
+            yield server
 
 
-def test_two_workers_both_answer(slow_fake: FakeWorkspace, tmp_path: Path) -> None:
+def test_two_workers_both_answer(two_workers: AgentProcess) -> None:
     """Both answer, tracing into one new local store, whose tables start-server created once
     before the workers started (two workers upgrading one sqlite schema at once can break it)."""
-    env = agent_env(slow_fake, tmp_path / "mlflow.db", AGENT_WORKERS="2")
-    with agent_process(env, tmp_path / "server.log") as server:
-        wait_for_workers(server, 2)
 
-        def ask(index: int) -> bool:
-            body = user_request(f"question {index}")
-            response = httpx.post(f"{server.url}/invocations", json=body, timeout=60)
-            return reached_the_agent(response)
+    def ask(index: int) -> bool:
+        body = user_request(f"question {index}")
+        response = httpx.post(f"{two_workers.url}/invocations", json=body, timeout=60)
+        return reached_the_agent(response)
 
-        reached: list[bool] = []
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            # Batches of 8 at once, until both workers have answered: which worker accepts a
-            # connection is the kernel's choice.
-            for batch in range(10):
-                reached += pool.map(ask, range(batch * 8, batch * 8 + 8))
-                if len(answered_by(server)) == 2:
-                    break
-        answered = answered_by(server)
-        log = server.log()
+    reached: list[bool] = []
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        # Batches of 8 at once, until both workers have answered: which worker accepts a
+        # connection is the kernel's choice.
+        for batch in range(10):
+            reached += pool.map(ask, range(batch * 8, batch * 8 + 8))
+            if len(answered_by(two_workers)) == 2:
+                break
+    log = two_workers.log()
 
     assert reached and all(reached), log[-3000:]
-    assert len(answered) == 2, log[-3000:]
+    assert len(answered_by(two_workers)) == 2, log[-3000:]
     assert log.count("Creating initial MLflow database tables") == 1, log[-3000:]
 
 
@@ -204,35 +206,30 @@ def run_readers(log: str, run_id: str) -> set[int]:
     return {int(pid) for pid in line.findall(log)}
 
 
-def test_a_background_run_is_streamed_through_every_worker(
-    slow_fake: FakeWorkspace, tmp_path: Path
-) -> None:
+def test_a_background_run_is_streamed_through_every_worker(two_workers: AgentProcess) -> None:
     """A run started on one worker streams through either of them, live and once it ended:
     the workers share the server's run store (runtime/run_store.py)."""
-    env = agent_env(slow_fake, AGENT_WORKERS="2")
-    with agent_process(env, tmp_path / "server.log") as server:
-        wait_for_workers(server, 2)
-        body = user_request("hello", background=True)
-        started = httpx.post(f"{server.url}/responses", json=body, timeout=60)
-        assert started.status_code == 200, started.text
-        run_id = started.json()["id"]
+    body = user_request("hello", background=True)
+    started = httpx.post(f"{two_workers.url}/responses", json=body, timeout=60)
+    assert started.status_code == 200, started.text
+    run_id = started.json()["id"]
 
-        def read(_: int) -> list:
-            # A connection of its own: the kernel hands it to either worker.
-            url = f"{server.url}/responses/{run_id}?stream=true"
-            with httpx.Client(timeout=60) as http, http.stream("GET", url) as answer:
-                assert answer.status_code == 200, answer.read()
-                return read_sse(answer)
+    def read(_: int) -> list:
+        # A connection of its own: the kernel hands it to either worker.
+        url = f"{two_workers.url}/responses/{run_id}?stream=true"
+        with httpx.Client(timeout=60) as http, http.stream("GET", url) as answer:
+            assert answer.status_code == 200, answer.read()
+            return read_sse(answer)
 
-        streams: list[list] = []
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            # Readers while the run goes on, then after it ended, until both workers served one.
-            for _ in range(10):
-                streams += pool.map(read, range(8))
-                if len(run_readers(server.log(), run_id)) == 2:
-                    break
-        readers = run_readers(server.log(), run_id)
-        log = server.log()
+    streams: list[list] = []
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        # Readers while the run goes on, then after it ended, until both workers served one.
+        for _ in range(10):
+            streams += pool.map(read, range(8))
+            if len(run_readers(two_workers.log(), run_id)) == 2:
+                break
+    readers = run_readers(two_workers.log(), run_id)
+    log = two_workers.log()
 
     assert len(readers) == 2, log[-3000:]
     assert streams[0][-1] == "[DONE]"
