@@ -17,7 +17,8 @@ demo: prereqs
 ## which spend about half of it waiting (timeouts, slow fake LLMs, shutdowns) rather than
 ## computing, so two of them share a core well. Each worker starts with its share of those
 ## suites and of the other long tests (tests/conftest.py), so that none is left for the end.
-TEST_WORKERS ?= $(shell echo $$(( 2 * $$(nproc) )))
+## At most 8: there are ten long tests, and more workers would mostly share the same cores.
+TEST_WORKERS ?= $(shell n=$$(( 2 * $$(nproc) )); echo $$(( n < 8 ? n : 8 )))
 test: prereqs
 	uv run pytest -n $(TEST_WORKERS) --dist worksteal
 
