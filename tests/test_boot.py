@@ -161,7 +161,7 @@ BOOT_CASES = [
 ]
 
 
-def test_every_framework_and_async_choice_boots_once() -> None:
+def test_every_framework_and_async_choice_boots() -> None:
     combinations = {(f, a) for f in FRAMEWORKS for a in ASYNC_CHOICES}
     assert set(BOOT_CASES) | BOOTED_WITH_RESOURCES == combinations
     assert DEFAULTS in BOOT_CASES

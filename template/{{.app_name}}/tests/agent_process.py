@@ -185,12 +185,17 @@ def worker_connections(server: AgentProcess) -> dict[int, int]:
 ACCESS_LINE = re.compile(r"\[(\d+)\] [\d.]+:\d+ - \"POST /\w+ HTTP/1.1\" (\d+)")
 
 
+def wait_for_log(server: AgentProcess, line: str, count: int, timeout: float) -> None:
+    """Until the server's log holds `line` `count` times (each worker writes its own)."""
+    deadline = time.monotonic() + timeout
+    while server.log().count(line) < count:
+        assert time.monotonic() < deadline, f"{line!r} not {count} times: {server.log()[-3000:]}"
+        time.sleep(0.05)
+
+
 def wait_for_workers(server: AgentProcess, workers: int) -> None:
     """Until every worker has started: the server answers /health once the first one has."""
-    deadline = time.monotonic() + BOOT_TIMEOUT_SECONDS
-    while server.log().count("Application startup complete.") < workers:
-        assert time.monotonic() < deadline, f"not all {workers} workers started"
-        time.sleep(0.2)
+    wait_for_log(server, "Application startup complete.", workers, BOOT_TIMEOUT_SECONDS)
 
 
 def answered_by(server: AgentProcess) -> set[int]:

@@ -17,7 +17,13 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from tests.agent_process import AgentProcess, agent_env, agent_process, spread_over_workers
+from tests.agent_process import (
+    AgentProcess,
+    agent_env,
+    agent_process,
+    spread_over_workers,
+    wait_for_log,
+)
 from tests.fake_workspace import FakeWorkspace
 from tests.fake_workspace.faults import llm_calls
 from tests.support import output_text, read_sse, user_request
@@ -127,7 +133,7 @@ def _stop_and_check(
     # uvicorn's parent of several workers passes SIGTERM on from its supervision loop (a tick of
     # 0.5 s), and each worker notices it on its own loop's tick: wait until every worker says it
     # is stopping rather than guessing how long that takes on a busy machine.
-    _wait_for_log(server, "Shutting down", workers)
+    wait_for_log(server, "Shutting down", workers, timeout=30)
     # Once stopping, no new request is served. One worker closes the listening socket: a new
     # connection is refused. With several, uvicorn's parent process keeps its copy of the socket
     # until the workers are done: a new connection waits there and is then reset.
@@ -158,11 +164,4 @@ def _wait_for_llm_calls(fake: FakeWorkspace, count: int) -> None:
     deadline = time.monotonic() + 60
     while len(llm_calls(fake)) < count:
         assert time.monotonic() < deadline, f"only {len(llm_calls(fake))} LLM calls started"
-        time.sleep(0.05)
-
-
-def _wait_for_log(server: AgentProcess, line: str, count: int) -> None:
-    deadline = time.monotonic() + 30
-    while server.log().count(line) < count:
-        assert time.monotonic() < deadline, server.log()[-3000:]
         time.sleep(0.05)

@@ -87,8 +87,8 @@ def test_tracing_is_off_and_writes_nothing_without_a_tracking_uri(
         assert list(workdir.iterdir()) == []  # no mlflow.db, no mlruns/
     finally:
         # Re-enabling initializes a store: give it one of its own, outside the working directory.
-        # mlflow.set_tracking_uri too, as it wins over the environment: an earlier test may have
-        # pointed it at a store that a server process is writing to at the same time.
+        # mlflow.set_tracking_uri too, as it wins over the environment and an earlier test may
+        # have pointed it at another test's store.
         restored = f"sqlite:///{tmp_path / 'restored.db'}"
         monkeypatch.setenv("MLFLOW_TRACKING_URI", restored)
         mlflow.set_tracking_uri(restored)
