@@ -10,8 +10,7 @@ def project_env() -> dict[str, str]:
 
     BUNDLE_SCHEMA, when set, is made absolute: the project's tests run in its own folder.
     PYTHONDONTWRITEBYTECODE (set on some machines) is dropped: with it every interpreter a
-    project starts (servers, CLI tools) compiles again what was not compiled at install, the
-    project's own modules always, and all of an environment synced without --compile-bytecode.
+    project starts (servers, CLI tools) would compile again every module it imports.
     """
     env = {
         key: value
