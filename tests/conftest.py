@@ -11,6 +11,7 @@ the non-empty one taken from OPTIONAL_TEXT_SAMPLES.
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import json
 import os
@@ -231,20 +232,46 @@ def _default_app_name() -> str:
 def rendered_matrix(
     tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
 ) -> dict[str, RenderedCombination]:
-    """Every combination rendered once, keyed by combination_id()."""
-    root = tmp_path_factory.mktemp("matrix")
-    # Warm-up: the stand-in is compiled on its first run; keep that out of the timing.
-    render({}, root / "warmup")
+    """Every combination rendered once, keyed by combination_id().
+
+    Once for the whole session: under pytest-xdist the first worker to get here renders into the
+    folder the workers share (the parent of their own temporary folders, as xdist's docs
+    suggest), and the others wait for it and read the same projects. Tests only read them
+    (a test that changes a project copies it first).
+    """
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    root, results = shared / "matrix", shared / "matrix" / "results.json"
+    with (shared / "matrix.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not results.exists():
+            results.parent.mkdir(exist_ok=True)
+            results.write_text(json.dumps(render_matrix(root, pytestconfig)), encoding="utf-8")
     app_name = _default_app_name()
     rendered: dict[str, RenderedCombination] = {}
-    start = time.perf_counter()
+    outcomes = json.loads(results.read_text(encoding="utf-8"))
     for index, (config, cid) in enumerate(zip(COMBINATIONS, COMBINATION_IDS, strict=True)):
+        result = subprocess.CompletedProcess([], **outcomes[index])
         out = root / f"c{index}"
-        result = render(config, out)
         project = out / str(config.get("app_name", app_name))
         rendered[cid] = RenderedCombination(dict(config), result, out, project)
-    pytestconfig.stash[_MATRIX_TIMING] = (len(rendered), time.perf_counter() - start)
     return rendered
+
+
+def render_matrix(root: Path, pytestconfig: pytest.Config) -> list[dict[str, Any]]:
+    """Render every combination into root/c<index>; returns each render's exit code and output."""
+    # Warm-up: the stand-in is compiled on its first run; keep that out of the timing.
+    render({}, root / "warmup")
+    outcomes = []
+    start = time.perf_counter()
+    for index, config in enumerate(COMBINATIONS):
+        result = render(config, root / f"c{index}")
+        outcomes.append(
+            {"returncode": result.returncode, "stdout": result.stdout, "stderr": result.stderr}
+        )
+    pytestconfig.stash[_MATRIX_TIMING] = (len(outcomes), time.perf_counter() - start)
+    return outcomes
 
 
 @pytest.fixture
