@@ -9,7 +9,9 @@ by the reliability tests, so that the server boots once: a fake workspace whose 
 recognisable canary, and the server in front of it with short timeouts and local tracing.
 tests/test_secrets.py scans what that server wrote, after every other test that used it.
 `deployed_app` is the one server, shared the same way, of the tests that need the server as
-Databricks Apps runs it.
+Databricks Apps runs it, and `two_worker_server` the one of the tests of several workers; the
+test that stops it asks for `last_use_of_two_worker_server` and runs after all the others
+(conftest.py).
 """
 
 import contextlib
@@ -103,6 +105,40 @@ def reliability_server(
     with agent_process(env, folder / "server.log") as server:
         server.tracking_db = folder / "mlflow.db"
         yield server
+
+
+# The two-worker server's fake LLM: each answer takes about 2 s, so requests overlap.
+TWO_WORKER_TOKENS, TWO_WORKER_TOKEN_DELAY = 20, 0.1
+
+
+@dataclass
+class WorkerPair:
+    server: AgentProcess
+    fake: FakeWorkspace
+
+
+@pytest.fixture(scope="session")
+def _two_worker_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerPair]:
+    folder = tmp_path_factory.mktemp("two-workers")
+    with FakeWorkspace(tokens=TWO_WORKER_TOKENS, token_delay=TWO_WORKER_TOKEN_DELAY) as fake:
+        env = agent_env(fake, folder / "mlflow.db", AGENT_WORKERS="2")
+        with agent_process(env, folder / "server.log") as server:
+            server.tracking_db = folder / "mlflow.db"
+            wait_for_workers(server, 2)
+            yield WorkerPair(server, fake)
+
+
+@pytest.fixture
+def two_worker_server(_two_worker_server: WorkerPair) -> WorkerPair:
+    """A server of two workers for the session, tracing into a store that was new at its start."""
+    assert _two_worker_server.server.process.poll() is None, "the two-worker server has stopped"
+    return _two_worker_server
+
+
+@pytest.fixture
+def last_use_of_two_worker_server(two_worker_server: WorkerPair) -> WorkerPair:
+    """The two-worker server, for a test that stops it: conftest.py runs such a test last."""
+    return two_worker_server
 
 
 @dataclass

@@ -13,9 +13,12 @@ import pytest
 
 from tests.agent_process import (  # noqa: F401  (fixtures)
     _deployed_app,
+    _two_worker_server,
     canary_fake,
     deployed_app,
+    last_use_of_two_worker_server,
     reliability_server,
+    two_worker_server,
 )
 from tests.fake_workspace import ENV_KEYS_TO_REMOVE, FakeWorkspace
 from tests.support import running_server, server_env
@@ -27,6 +30,15 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 SERVING_ENDPOINT = "test-llm-endpoint"
 GIT_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that stops the shared two-worker server runs after every test that may use it."""
+
+    def stops_it(item: pytest.Item) -> bool:
+        return "last_use_of_two_worker_server" in getattr(item, "fixturenames", ())
+
+    items.sort(key=stops_it)  # stable: every other test keeps its place
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ from mlflow import MlflowClient
 
 from tests.agent_process import (
     AgentProcess,
+    WorkerPair,
     agent_env,
     agent_process,
     spread_over_workers,
@@ -41,9 +42,13 @@ def fake() -> Iterator[FakeWorkspace]:
         yield workspace
 
 
+# The text of each request in flight, which its trace shows (mlflow's request preview).
+IN_FLIGHT_TEXT = "in flight {}"
+
+
 def _ask(url: str, index: int, results: list[tuple[int, bool]]) -> None:
     """One request; records (index, whether a complete answer arrived)."""
-    text = f"question {index}"
+    text = IN_FLIGHT_TEXT.format(index)
     try:
         with httpx.Client(timeout=120) as http:
             if index % 2:
@@ -95,28 +100,28 @@ def test_sigterm_finishes_requests_in_flight_and_flushes_traces(
         log = _stop_and_check(server, threads, results, IN_FLIGHT)
 
     assert "Queued traces exported." in log
-    _check_traces(tracking_db, 1 + IN_FLIGHT)
+    _check_traces(tracking_db, IN_FLIGHT)
 
 
-def test_sigterm_with_two_workers_drains_both(fake: FakeWorkspace, tmp_path: Path) -> None:
+def test_sigterm_with_two_workers_drains_both(last_use_of_two_worker_server: WorkerPair) -> None:
     """uvicorn's parent process passes SIGTERM on to each worker and waits for all of them:
     the requests in flight on either worker finish, and each worker exports its traces."""
-    tracking_db = tmp_path / "mlflow.db"
-    env = agent_env(fake, tracking_db, AGENT_WORKERS="2")
-    with agent_process(env, tmp_path / "server.log") as server:
-        results: list[tuple[int, bool]] = []
-        threads: list[threading.Thread] = []
+    server, fake = last_use_of_two_worker_server.server, last_use_of_two_worker_server.fake
+    assert server.tracking_db is not None
+    earlier_calls = len(llm_calls(fake))  # the server has answered other tests before
+    results: list[tuple[int, bool]] = []
+    threads: list[threading.Thread] = []
 
-        def start(index: int) -> None:
-            threads.append(threading.Thread(target=_ask, args=(server.url, index, results)))
-            threads[-1].start()
+    def start(index: int) -> None:
+        threads.append(threading.Thread(target=_ask, args=(server.url, index, results)))
+        threads[-1].start()
 
-        in_flight = spread_over_workers(server, 2, start, least=IN_FLIGHT // 2, limit=IN_FLIGHT)
-        _wait_for_llm_calls(fake, in_flight)
-        log = _stop_and_check(server, threads, results, in_flight, workers=2)
+    in_flight = spread_over_workers(server, 2, start, least=IN_FLIGHT // 2, limit=IN_FLIGHT)
+    _wait_for_llm_calls(fake, earlier_calls + in_flight)
+    log = _stop_and_check(server, threads, results, in_flight, workers=2)
 
     assert log.count("Queued traces exported.") == 2, log[-3000:]
-    _check_traces(tracking_db, in_flight)
+    _check_traces(server.tracking_db, in_flight)
 
 
 def _stop_and_check(
@@ -154,7 +159,9 @@ def _stop_and_check(
 
 
 def _check_traces(tracking_db: Path, count: int) -> None:
-    traces = _traces(tracking_db)
+    """`count` traces of requests in flight in the store, all complete."""
+    prefix = IN_FLIGHT_TEXT.format("")
+    traces = [t for t in _traces(tracking_db) if (t.info.request_preview or "").startswith(prefix)]
     states = [str(trace.info.state) for trace in traces]
     assert len(traces) == count, states
     assert all(state.endswith("OK") for state in states), states

@@ -7,7 +7,6 @@ On Databricks Apps the server runs one worker per whole CPU of the app's contain
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,12 +22,10 @@ from agent_server.runtime.workers import (
     worker_count,
 )
 from tests.agent_process import (
-    AgentProcess,
+    WorkerPair,
     agent_env,
-    agent_process,
     answered_by,
     reached_the_agent,
-    wait_for_workers,
 )
 from tests.fake_workspace import FakeWorkspace
 from tests.support import PROJECT_ROOT, read_sse, start_server_calls, user_request
@@ -162,27 +159,14 @@ def test_the_server_refuses_a_bad_worker_count_before_serving(
     assert "Started server process" not in result.stderr + result.stdout
 
 
-TOKENS, TOKEN_DELAY = 10, 0.1  # each answer takes about 1 s: requests overlap
-
-
-@pytest.fixture(scope="module")
-def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
-    """One server of two workers for the tests below, tracing into a new local store."""
-    folder = tmp_path_factory.mktemp("two-workers")
-    with FakeWorkspace(tokens=TOKENS, token_delay=TOKEN_DELAY) as slow_fake:
-        env = agent_env(slow_fake, folder / "mlflow.db", AGENT_WORKERS="2")
-        with agent_process(env, folder / "server.log") as server:
-            wait_for_workers(server, 2)
-            yield server
-
-
-def test_two_workers_both_answer(two_workers: AgentProcess) -> None:
+def test_two_workers_both_answer(two_worker_server: WorkerPair) -> None:
     """Both answer, tracing into one new local store, whose tables start-server created once
     before the workers started (two workers upgrading one sqlite schema at once can break it)."""
+    server = two_worker_server.server
 
     def ask(index: int) -> bool:
         body = user_request(f"question {index}")
-        response = httpx.post(f"{two_workers.url}/invocations", json=body, timeout=60)
+        response = httpx.post(f"{server.url}/invocations", json=body, timeout=60)
         return reached_the_agent(response)
 
     reached: list[bool] = []
@@ -191,12 +175,12 @@ def test_two_workers_both_answer(two_workers: AgentProcess) -> None:
         # connection is the kernel's choice.
         for batch in range(10):
             reached += pool.map(ask, range(batch * 8, batch * 8 + 8))
-            if len(answered_by(two_workers)) == 2:
+            if len(answered_by(server)) == 2:
                 break
-    log = two_workers.log()
+    log = server.log()
 
     assert reached and all(reached), log[-3000:]
-    assert len(answered_by(two_workers)) == 2, log[-3000:]
+    assert len(answered_by(server)) == 2, log[-3000:]
     assert log.count("Creating initial MLflow database tables") == 1, log[-3000:]
 
 
@@ -206,17 +190,20 @@ def run_readers(log: str, run_id: str) -> set[int]:
     return {int(pid) for pid in line.findall(log)}
 
 
-def test_a_background_run_is_streamed_through_every_worker(two_workers: AgentProcess) -> None:
+def test_a_background_run_is_streamed_through_every_worker(
+    two_worker_server: WorkerPair,
+) -> None:
     """A run started on one worker streams through either of them, live and once it ended:
     the workers share the server's run store (runtime/run_store.py)."""
+    server = two_worker_server.server
     body = user_request("hello", background=True)
-    started = httpx.post(f"{two_workers.url}/responses", json=body, timeout=60)
+    started = httpx.post(f"{server.url}/responses", json=body, timeout=60)
     assert started.status_code == 200, started.text
     run_id = started.json()["id"]
 
     def read(_: int) -> list:
         # A connection of its own: the kernel hands it to either worker.
-        url = f"{two_workers.url}/responses/{run_id}?stream=true"
+        url = f"{server.url}/responses/{run_id}?stream=true"
         with httpx.Client(timeout=60) as http, http.stream("GET", url) as answer:
             assert answer.status_code == 200, answer.read()
             return read_sse(answer)
@@ -226,10 +213,10 @@ def test_a_background_run_is_streamed_through_every_worker(two_workers: AgentPro
         # Readers while the run goes on, then after it ended, until both workers served one.
         for _ in range(10):
             streams += pool.map(read, range(8))
-            if len(run_readers(two_workers.log(), run_id)) == 2:
+            if len(run_readers(server.log(), run_id)) == 2:
                 break
-    readers = run_readers(two_workers.log(), run_id)
-    log = two_workers.log()
+    readers = run_readers(server.log(), run_id)
+    log = server.log()
 
     assert len(readers) == 2, log[-3000:]
     assert streams[0][-1] == "[DONE]"
