@@ -51,11 +51,12 @@ def free_port() -> int:
 
 def wait_healthy(url: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        time.sleep(0.3)
+    with httpx.Client(timeout=2) as http:  # one client: each new one loads the CA bundle again
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if http.get(f"{url}/health").status_code == 200:
+                    return
+            time.sleep(0.3)
     raise AssertionError(f"{url} not healthy after {timeout} s")
 
 

@@ -136,12 +136,13 @@ def wait_for_line(log: Path, prefix: str, process: subprocess.Popen[str]) -> str
 
 def wait_healthy(url: str, process: subprocess.Popen[str], log: Path) -> None:
     deadline = time.monotonic() + BOOT_TIMEOUT
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"exited with {process.returncode}:\n{log.read_text()}"
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        time.sleep(0.2)
+    with httpx.Client(timeout=2) as http:  # one client: each new one loads the CA bundle again
+        while time.monotonic() < deadline:
+            assert process.poll() is None, f"exited with {process.returncode}:\n{log.read_text()}"
+            with contextlib.suppress(httpx.HTTPError):
+                if http.get(f"{url}/health").status_code == 200:
+                    return
+            time.sleep(0.2)
     raise AssertionError(f"{url} not healthy after {BOOT_TIMEOUT} s:\n{log.read_text()}")
 
 

@@ -92,17 +92,19 @@ def running(
 
 def _wait_healthy(server: LocalServer, process: subprocess.Popen[bytes], timeout: float) -> float:
     started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if process.poll() is not None:
-            raise CliError(
-                f"the agent server exited with code {process.returncode} while starting; "
-                f"its log ends with:\n{server.log_tail()}",
-                hint="fix the error above, then run `uv run preflight` again",
-            )
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{server.url}/health", timeout=2).status_code == 200:
-                return time.monotonic() - started
-        time.sleep(POLL_SECONDS)
+    # One client for every poll: each new httpx client loads the CA bundle again (~20 ms CPU).
+    with httpx.Client(timeout=2) as http:
+        while time.monotonic() - started < timeout:
+            if process.poll() is not None:
+                raise CliError(
+                    f"the agent server exited with code {process.returncode} while starting; "
+                    f"its log ends with:\n{server.log_tail()}",
+                    hint="fix the error above, then run `uv run preflight` again",
+                )
+            with contextlib.suppress(httpx.HTTPError):
+                if http.get(f"{server.url}/health").status_code == 200:
+                    return time.monotonic() - started
+            time.sleep(POLL_SECONDS)
     raise CliError(
         f"the agent server did not answer /health within {timeout:g} s; "
         f"its log ends with:\n{server.log_tail()}",
