@@ -1,16 +1,20 @@
 """The agent server as a child process that a test controls: its settings, signals and log.
 
-`tests.support.running_server` is enough to send requests; the reliability tests also need the
-process itself (to stop it with SIGTERM, to read its log) and settings of their own (short
-timeouts, a recognisable token).
+The tests get the server as an `AgentProcess`: the process itself (to stop it with SIGTERM, to
+read its log) and its URL; some also need settings of their own (short timeouts, a
+recognisable token).
+
+`agent_server` (session; `agent_url` is its URL) is the server most tests send requests to:
+local tracing, the defaults, in front of the session's fake workspace.
 
 `canary_fake` and `reliability_server` (session fixtures, registered in conftest.py) are shared
 by the reliability tests, so that the server boots once: a fake workspace whose token is a
 recognisable canary, and the server in front of it with short timeouts and local tracing.
 tests/test_secrets.py scans what that server wrote, after every other test that used it.
 `deployed_app` is the one server, shared the same way, of the tests that need the server as
-Databricks Apps runs it, and `two_worker_server` the one of the tests of several workers; the
-test that stops it asks for `last_use_of_two_worker_server` and runs after all the others
+Databricks Apps runs it, and `two_worker_server` the one of the tests of several workers. A test
+that stops one of these servers asks for it as `last_use_of_agent_server`,
+`last_use_of_deployed_app` or `last_use_of_two_worker_server`, and runs after all the others
 (conftest.py).
 """
 
@@ -90,6 +94,29 @@ def agent_env(
 
 
 @pytest.fixture(scope="session")
+def agent_server(
+    fake_workspace: FakeWorkspace, tracking_db: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AgentProcess]:
+    env = agent_env(fake_workspace, tracking_db)
+    with agent_process(env, tmp_path_factory.mktemp("server") / "server.log") as server:
+        server.tracking_db = tracking_db
+        yield server
+
+
+@pytest.fixture(scope="session")
+def agent_url(agent_server: AgentProcess) -> str:
+    """The URL of the session's server (most tests need nothing else)."""
+    assert agent_server.process.poll() is None, "the session's agent server has stopped"
+    return agent_server.url
+
+
+@pytest.fixture
+def last_use_of_agent_server(agent_server: AgentProcess) -> AgentProcess:
+    """The session's server, for a test that stops it: conftest.py runs such a test last."""
+    return agent_server
+
+
+@pytest.fixture(scope="session")
 def canary_fake() -> Iterator[FakeWorkspace]:
     with FakeWorkspace(token=CANARY_TOKEN) as fake:
         yield fake
@@ -147,16 +174,29 @@ class DeployedApp:
     workspace: FakeWorkspace
 
 
+DEPLOYED_APP_NAME = "my-agent"
+# mlflow retries an export for up to 500 s by default, and batches ended spans for up to 5 s
+# before exporting them; the deployed server is given short bounds, so that an export against a
+# failing store gives up, and a trace lands, within a test.
+EXPORT_SETTINGS = {
+    "MLFLOW_ASYNC_TRACE_LOGGING_RETRY_TIMEOUT": "3",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_ASYNC_TRACE_LOGGING_MAX_INTERVAL_MILLIS": "500",
+}
+
+
 @pytest.fixture(scope="session")
 def _deployed_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DeployedApp]:
     with FakeWorkspace() as workspace:
-        experiment = experiments(workspace).create("/Users/tester@example.com/my-agent")
+        folder = f"/Users/tester@example.com/{DEPLOYED_APP_NAME}"
+        experiment = experiments(workspace).create(folder)
         assert experiment is not None
         env = agent_env(
             workspace,
             MLFLOW_TRACKING_URI="databricks",
             MLFLOW_EXPERIMENT_ID=experiment.experiment_id,
-            DATABRICKS_APP_NAME="my-agent",
+            DATABRICKS_APP_NAME=DEPLOYED_APP_NAME,
+            **EXPORT_SETTINGS,
         )
         with agent_process(env, tmp_path_factory.mktemp("deployed") / "server.log") as server:
             yield DeployedApp(server, workspace)
@@ -167,9 +207,16 @@ def deployed_app(_deployed_app: DeployedApp) -> DeployedApp:
     """The server as Databricks Apps runs it (DATABRICKS_APP_NAME set: the proxy's headers say
     who the user is), tracing to the experiment of the app in its fake workspace. One server for
     the session; its fake's settings are reset for each test."""
+    assert _deployed_app.server.process.poll() is None, "the deployed app's server has stopped"
     _deployed_app.workspace.configure(tokens=None, token_delay=0.0, endpoints=None)
     _deployed_app.workspace.clear_requests()
     return _deployed_app
+
+
+@pytest.fixture
+def last_use_of_deployed_app(deployed_app: DeployedApp) -> DeployedApp:
+    """The deployed app, for a test that stops it: conftest.py runs such a test last."""
+    return deployed_app
 
 
 @contextlib.contextmanager

@@ -14,31 +14,33 @@ import pytest
 from tests.agent_process import (  # noqa: F401  (fixtures)
     _deployed_app,
     _two_worker_server,
+    agent_server,
+    agent_url,
     canary_fake,
     deployed_app,
+    last_use_of_agent_server,
+    last_use_of_deployed_app,
     last_use_of_two_worker_server,
     reliability_server,
     two_worker_server,
 )
 from tests.fake_workspace import ENV_KEYS_TO_REMOVE, FakeWorkspace
-from tests.support import running_server, server_env
 
 # mlflow's usage telemetry, started by the tests that read traces in this process, writes
 # os.environ from a thread of its own: a test iterating os.environ meanwhile (httpx does, for
 # proxies) fails with "dictionary changed size during iteration" or a KeyError.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-SERVING_ENDPOINT = "test-llm-endpoint"
-GIT_COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that stops the shared two-worker server runs after every test that may use it."""
+    """A test that stops a shared server (it asks for a `last_use_of_...` fixture) runs after
+    every test that may use that server."""
 
-    def stops_it(item: pytest.Item) -> bool:
-        return "last_use_of_two_worker_server" in getattr(item, "fixturenames", ())
+    def stops_a_server(item: pytest.Item) -> bool:
+        names = getattr(item, "fixturenames", ())
+        return any(name.startswith("last_use_of_") for name in names)
 
-    items.sort(key=stops_it)  # stable: every other test keeps its place
+    items.sort(key=stops_a_server)  # stable: every other test keeps its place
 
 
 @pytest.fixture(scope="session")
@@ -76,26 +78,6 @@ def _fresh_fake(request: pytest.FixtureRequest) -> None:
 @pytest.fixture(scope="session")
 def tracking_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("mlflow") / "mlflow.db"
-
-
-@pytest.fixture(scope="session")
-def agent_url(
-    fake_workspace: FakeWorkspace, tracking_db: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """The agent server, tracing into a local store, against the fake workspace."""
-    env = server_env(
-        {
-            **fake_workspace.env(),
-            "SERVING_ENDPOINT": SERVING_ENDPOINT,
-            "MLFLOW_TRACKING_URI": f"sqlite:///{tracking_db}",
-            "AGENT_GIT_COMMIT": GIT_COMMIT,
-            "AGENT_ENV_FILE": "/dev/null",
-        },
-        remove=ENV_KEYS_TO_REMOVE,
-    )
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    with running_server(env, log) as url:
-        yield url
 
 
 @pytest.fixture

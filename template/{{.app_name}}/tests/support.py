@@ -1,13 +1,11 @@
 """Helpers for the tests: run the agent server as a real process, read its SSE streams and
 its traces."""
 
-import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,6 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Trace
 
-from agent_cli.local_server import running
 from tests.fake_workspace import DEFAULT_TOKEN
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -24,13 +21,6 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BOOT_TIMEOUT_SECONDS = 300
 FAKE_MODEL = "databricks-fake-model"
 CHAT_PATH = "/serving-endpoints/chat/completions"
-
-
-@contextlib.contextmanager
-def running_server(env: dict[str, str], log_path: Path) -> Iterator[str]:
-    """Start `start-server` on a free port with `env`; yield its URL once /health answers."""
-    with running(PROJECT_ROOT, env, BOOT_TIMEOUT_SECONDS, log_path=log_path) as server:
-        yield server.url
 
 
 def server_env(extra: dict[str, str], remove: tuple[str, ...] = ()) -> dict[str, str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 from mlflow import MlflowClient
 
-from tests.conftest import GIT_COMMIT, SERVING_ENDPOINT
+from tests.agent_process import GIT_COMMIT, SERVING_ENDPOINT
 from tests.fake_workspace import FakeWorkspace
 from tests.support import output_text, read_sse, stream, user_request, wait_for_trace
 

@@ -1,9 +1,46 @@
-"""The server's own routes and request checks, the same for every agent."""
+"""The server itself, the same for every agent: how it builds its app, its own routes and its
+request checks."""
+
+import gc
 
 import httpx
 import pytest
 
+from agent_server import start_server
 from tests.support import user_request
+
+
+def test_the_app_is_built_without_garbage_collection_then_frozen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Collections wait while the app is built (they would only walk objects that live as long
+    as the process); after, they run again, and what was built is out of their way."""
+    during: list[bool] = []
+
+    def build() -> object:
+        during.append(gc.isenabled())
+        return "the app"
+
+    monkeypatch.setattr(start_server, "build_app", build)
+    try:
+        assert start_server.create_app() == "the app"
+        assert during == [False]
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
+def test_collection_runs_again_when_the_app_cannot_be_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def build() -> object:
+        raise RuntimeError("no app")
+
+    monkeypatch.setattr(start_server, "build_app", build)
+    with pytest.raises(RuntimeError, match="no app"):
+        start_server.create_app()
+    assert gc.isenabled()
 
 
 def test_health(client: httpx.Client, agent_url: str) -> None:

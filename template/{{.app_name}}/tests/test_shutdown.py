@@ -8,7 +8,6 @@ mlflow's exit-time flush); this server flushes them in its shutdown hook (start_
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,6 @@ from mlflow import MlflowClient
 from tests.agent_process import (
     AgentProcess,
     WorkerPair,
-    agent_env,
-    agent_process,
     spread_over_workers,
     wait_for_log,
 )
@@ -34,12 +31,6 @@ TOKENS, TOKEN_DELAY = 20, 0.1  # each answer takes about 2 s
 SHUTDOWN_GRACE_SECONDS = 10  # the generated default (AGENT_SHUTDOWN_GRACE_SECONDS)
 TRACE_FLUSH_SECONDS = 4  # the generated default (AGENT_TRACE_FLUSH_TIMEOUT_SECONDS)
 SLACK_SECONDS = 20.0
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeWorkspace]:
-    with FakeWorkspace(tokens=TOKENS, token_delay=TOKEN_DELAY) as workspace:
-        yield workspace
 
 
 # The text of each request in flight, which its trace shows (mlflow's request preview).
@@ -81,26 +72,26 @@ def _traces(tracking_db: Path) -> list[Any]:
 
 
 def test_sigterm_finishes_requests_in_flight_and_flushes_traces(
-    fake: FakeWorkspace, tmp_path: Path
+    last_use_of_agent_server: AgentProcess, fake_workspace: FakeWorkspace
 ) -> None:
-    tracking_db = tmp_path / "mlflow.db"
-    env = agent_env(fake, tracking_db)
-    with agent_process(env, tmp_path / "server.log") as server:
-        with httpx.Client(timeout=120) as http:  # builds the agent: not part of the load
-            assert http.post(f"{server.url}/invocations", json=user_request("warm")).is_success
+    server = last_use_of_agent_server
+    assert server.tracking_db is not None
+    fake_workspace.configure(tokens=TOKENS, token_delay=TOKEN_DELAY)
+    with httpx.Client(timeout=120) as http:  # builds the agent: not part of the load
+        assert http.post(f"{server.url}/invocations", json=user_request("warm")).is_success
+    earlier_calls = len(llm_calls(fake_workspace))  # the server has answered other tests before
 
-        results: list[tuple[int, bool]] = []
-        threads = [
-            threading.Thread(target=_ask, args=(server.url, i, results)) for i in range(IN_FLIGHT)
-        ]
-        for thread in threads:
-            thread.start()
-        _wait_for_llm_calls(fake, 1 + IN_FLIGHT)  # every request is in flight
+    results: list[tuple[int, bool]] = []
+    threads = [
+        threading.Thread(target=_ask, args=(server.url, i, results)) for i in range(IN_FLIGHT)
+    ]
+    for thread in threads:
+        thread.start()
+    _wait_for_llm_calls(fake_workspace, earlier_calls + IN_FLIGHT)  # every request is in flight
 
-        log = _stop_and_check(server, threads, results, IN_FLIGHT)
-
+    log = _stop_and_check(server, threads, results, IN_FLIGHT)
     assert "Queued traces exported." in log
-    _check_traces(tracking_db, IN_FLIGHT)
+    _check_traces(server.tracking_db, IN_FLIGHT)
 
 
 def test_sigterm_with_two_workers_drains_both(last_use_of_two_worker_server: WorkerPair) -> None:

@@ -3,8 +3,8 @@
 On Databricks Apps the server gets MLFLOW_TRACKING_URI=databricks and the experiment of the
 bundle (MLFLOW_EXPERIMENT_ID); mlflow then exports each trace to the workspace over REST. Here
 the workspace is the fake (tests/fake_workspace/traces_api.py, which follows mlflow's calls), so
-each test reads back what a workspace would have stored. One server serves the whole module; the
-SIGTERM test stops it, so it comes last.
+each test reads back what a workspace would have stored. The server is the session's deployed
+app (tests/agent_process.py); the SIGTERM test stops it, so it comes last.
 """
 
 import json
@@ -16,10 +16,14 @@ import httpx
 import pytest
 from mlflow.entities import Span, TraceData
 
-from tests.agent_process import GIT_COMMIT, AgentProcess, agent_env, agent_process
+from tests.agent_process import (
+    DEPLOYED_APP_NAME,
+    GIT_COMMIT,
+    AgentProcess,
+    DeployedApp,
+)
 from tests.fake_workspace import FakeWorkspace
 from tests.fake_workspace.faults import llm_calls
-from tests.fake_workspace.mlflow_api import experiments
 from tests.fake_workspace.traces_api import (
     StoredTrace,
     logged_models,
@@ -29,17 +33,8 @@ from tests.fake_workspace.traces_api import (
 )
 from tests.support import output_text, read_sse, stream, user_request
 
-APP_NAME = "my-agent"
 TOOL_PROMPT = 'What time is it in Paris? Use get_current_time {"timezone": "Europe/Paris"}'
 TRACE_WAIT_SECONDS = 30
-# mlflow retries an export for up to 500 s by default, and batches ended spans for up to 5 s
-# before exporting them; the server is given short bounds, so that an export against a failing
-# store gives up, and a trace lands, within the test.
-EXPORT_SETTINGS = {
-    "MLFLOW_ASYNC_TRACE_LOGGING_RETRY_TIMEOUT": "3",
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
-    "MLFLOW_ASYNC_TRACE_LOGGING_MAX_INTERVAL_MILLIS": "500",
-}
 # A request answered by the fake LLM takes well under a second. While the tracking store fails
 # or is slow (each call STORE_DELAY_SECONDS), no request may take longer than this: none waits
 # for the store.
@@ -48,28 +43,14 @@ STORE_DELAY_SECONDS = 6.0
 EXPORT_WARNING = "Traces are not reaching the tracking store"
 
 
-@pytest.fixture(scope="module")
-def workspace() -> Iterator[FakeWorkspace]:
-    with FakeWorkspace() as fake:
-        yield fake
+@pytest.fixture
+def workspace(deployed_app: DeployedApp) -> FakeWorkspace:
+    return deployed_app.workspace
 
 
-@pytest.fixture(scope="module")
-def app_server(
-    workspace: FakeWorkspace, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[AgentProcess]:
-    experiment = experiments(workspace).create(f"/Users/tester@example.com/{APP_NAME}")
-    assert experiment is not None
-    env = agent_env(
-        workspace,
-        MLFLOW_TRACKING_URI="databricks",
-        MLFLOW_EXPERIMENT_ID=experiment.experiment_id,
-        DATABRICKS_APP_NAME=APP_NAME,
-        AGENT_GIT_COMMIT=GIT_COMMIT,
-        **EXPORT_SETTINGS,
-    )
-    with agent_process(env, tmp_path_factory.mktemp("databricks-tracing") / "server.log") as server:
-        yield server
+@pytest.fixture
+def app_server(deployed_app: DeployedApp) -> AgentProcess:
+    return deployed_app.server
 
 
 # What the Databricks Apps proxy adds to a signed-in user's request (the token with user
@@ -162,7 +143,7 @@ def test_a_request_lands_one_complete_trace(
     # The app's version: the LoggedModel named after the app and its commit.
     model_id = trace.info["trace_metadata"]["mlflow.modelId"]
     models = {m["model_id"]: m for m in logged_models(workspace)}
-    assert models[model_id]["name"] == f"{APP_NAME}-git-{GIT_COMMIT[:8]}"
+    assert models[model_id]["name"] == f"{DEPLOYED_APP_NAME}-git-{GIT_COMMIT[:8]}"
     assert models[model_id]["status"] == "LOGGED_MODEL_READY"
     assert unknown_tracking_calls(workspace) == []
 
@@ -226,7 +207,7 @@ def test_requests_do_not_wait_for_a_failing_tracking_store(
     assert [status for status, _ in results] == [200] * 6, results
     assert max(seconds for _, seconds in results) < REQUEST_BOUND_SECONDS, results
 
-    # Every export gives up (EXPORT_SETTINGS); then the server has said so once, clearly.
+    # Every export gives up (agent_process.EXPORT_SETTINGS); then the server has said so once.
     deadline = time.monotonic() + 30
     while _start_trace_attempts(workspace) - attempts_before < 6:
         assert time.monotonic() < deadline, "the traces were never sent to the store"
@@ -267,10 +248,9 @@ def test_requests_do_not_wait_for_a_slow_tracking_store(
 IN_FLIGHT = 8  # requests running when SIGTERM arrives, half of them streams
 
 
-def test_sigterm_under_load_loses_no_trace(
-    app_server: AgentProcess, workspace: FakeWorkspace
-) -> None:
-    """Last: it stops the module's server, as Databricks Apps stops an app."""
+def test_sigterm_under_load_loses_no_trace(last_use_of_deployed_app: DeployedApp) -> None:
+    """Last: it stops the deployed app's server, as Databricks Apps stops an app."""
+    app_server, workspace = last_use_of_deployed_app.server, last_use_of_deployed_app.workspace
     workspace.configure(tokens=10, token_delay=0.1)  # each answer takes about 1 s
     known = {t.trace_id for t in stored_traces(workspace)}
     calls_before = len(llm_calls(workspace))
