@@ -9,9 +9,7 @@ import contextlib
 import json
 import os
 import re
-import socket
 import subprocess
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,7 @@ import bundle_validation as bv
 import httpx
 import pytest
 from conftest import OPTIONAL_TEXT_SAMPLES, REPO_ROOT, render
-from project_commands import project_env, run
+from project_commands import free_port, project_env, run, wait_healthy
 
 SCHEMA = json.loads((REPO_ROOT / "databricks_template_schema.json").read_text())
 FRAMEWORKS = SCHEMA["properties"]["agent_framework"]["enum"]
@@ -41,23 +39,6 @@ def background(args: list[str], cwd: Path, env: dict[str, str]) -> Iterator[subp
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_healthy(url: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=2) as http:  # one client: each new one loads the CA bundle again
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if http.get(f"{url}/health").status_code == 200:
-                    return
-            time.sleep(0.3)
-    raise AssertionError(f"{url} not healthy after {timeout} s")
 
 
 # After its `uv sync` a project's environment is complete: `uv run` need not check the lock

@@ -26,7 +26,6 @@ import itertools
 import json
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -39,7 +38,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import REPO_ROOT, render
-from project_commands import project_env, run
+from project_commands import free_port, project_env, run, wait_healthy
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
@@ -100,12 +99,6 @@ class ChatApp:
     env: dict[str, str]  # the server's environment
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def background(args: list[str], cwd: Path, env: dict[str, str], log: Path) -> Iterator[Any]:
     with log.open("w") as out:
@@ -132,18 +125,6 @@ def wait_for_line(log: Path, prefix: str, process: subprocess.Popen[str]) -> str
         assert process.poll() is None, f"exited with {process.returncode}:\n{log.read_text()}"
         time.sleep(0.1)
     raise AssertionError(f"no {prefix!r} line after {BOOT_TIMEOUT} s:\n{log.read_text()}")
-
-
-def wait_healthy(url: str, process: subprocess.Popen[str], log: Path) -> None:
-    deadline = time.monotonic() + BOOT_TIMEOUT
-    with httpx.Client(timeout=2) as http:  # one client: each new one loads the CA bundle again
-        while time.monotonic() < deadline:
-            assert process.poll() is None, f"exited with {process.returncode}:\n{log.read_text()}"
-            with contextlib.suppress(httpx.HTTPError):
-                if http.get(f"{url}/health").status_code == 200:
-                    return
-            time.sleep(0.2)
-    raise AssertionError(f"{url} not healthy after {BOOT_TIMEOUT} s:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +160,7 @@ def chat_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatApp]:
         server_args = ["uv", "run", "--no-sync", "start-app", "--port", str(port)]
         with background(server_args, project, env, server_log) as server:
             url = f"http://127.0.0.1:{port}"
-            wait_healthy(url, server, server_log)
+            wait_healthy(url, BOOT_TIMEOUT, server, server_log)
             yield ChatApp(url, fake_url, project, env)
 
 
@@ -465,7 +446,7 @@ def test_without_the_chat_page_only_the_api_is_served(chat_app: ChatApp, tmp_pat
     args = [str(python), "-m", "agent_server.start_server", "--port", str(port)]
     log = tmp_path / "server.log"
     with background(args, project, chat_app.env, log) as server:
-        wait_healthy(url, server, log)
+        wait_healthy(url, BOOT_TIMEOUT, server, log)
         for path in ("/", "/static/app.js", "/static/index.html"):
             response = httpx.get(f"{url}{path}", timeout=10)
             assert response.status_code == 404, path
