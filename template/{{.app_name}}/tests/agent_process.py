@@ -13,8 +13,7 @@ recognisable canary, and the server in front of it with short timeouts and local
 tests/test_secrets.py scans what that server wrote, after every other test that used it.
 `deployed_app` is the one server, shared the same way, of the tests that need the server as
 Databricks Apps runs it, and `two_worker_server` the one of the tests of several workers. A test
-that stops one of these servers asks for it as `last_use_of_agent_server`,
-`last_use_of_deployed_app` or `last_use_of_two_worker_server`, and runs after all the others
+that stops one of these servers is marked `stops_session_server`, and runs after all the others
 (conftest.py).
 """
 
@@ -110,12 +109,6 @@ def agent_url(agent_server: AgentProcess) -> str:
     return agent_server.url
 
 
-@pytest.fixture
-def last_use_of_agent_server(agent_server: AgentProcess) -> AgentProcess:
-    """The session's server, for a test that stops it: conftest.py runs such a test last."""
-    return agent_server
-
-
 @pytest.fixture(scope="session")
 def canary_fake() -> Iterator[FakeWorkspace]:
     with FakeWorkspace(token=CANARY_TOKEN) as fake:
@@ -134,8 +127,8 @@ def reliability_server(
         yield server
 
 
-# The two-worker server's fake LLM: each answer takes about 2 s, so requests overlap.
-TWO_WORKER_TOKENS, TWO_WORKER_TOKEN_DELAY = 20, 0.1
+# A fake LLM whose every answer takes about 2 s, so that requests overlap.
+SLOW_ANSWERS = {"tokens": 20, "token_delay": 0.1}
 
 
 @dataclass
@@ -147,7 +140,7 @@ class WorkerPair:
 @pytest.fixture(scope="session")
 def _two_worker_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerPair]:
     folder = tmp_path_factory.mktemp("two-workers")
-    with FakeWorkspace(tokens=TWO_WORKER_TOKENS, token_delay=TWO_WORKER_TOKEN_DELAY) as fake:
+    with FakeWorkspace(**SLOW_ANSWERS) as fake:
         env = agent_env(fake, folder / "mlflow.db", AGENT_WORKERS="2")
         with agent_process(env, folder / "server.log") as server:
             server.tracking_db = folder / "mlflow.db"
@@ -160,12 +153,6 @@ def two_worker_server(_two_worker_server: WorkerPair) -> WorkerPair:
     """A server of two workers for the session, tracing into a store that was new at its start."""
     assert _two_worker_server.server.process.poll() is None, "the two-worker server has stopped"
     return _two_worker_server
-
-
-@pytest.fixture
-def last_use_of_two_worker_server(two_worker_server: WorkerPair) -> WorkerPair:
-    """The two-worker server, for a test that stops it: conftest.py runs such a test last."""
-    return two_worker_server
 
 
 @dataclass
@@ -211,12 +198,6 @@ def deployed_app(_deployed_app: DeployedApp) -> DeployedApp:
     _deployed_app.workspace.configure(tokens=None, token_delay=0.0, endpoints=None)
     _deployed_app.workspace.clear_requests()
     return _deployed_app
-
-
-@pytest.fixture
-def last_use_of_deployed_app(deployed_app: DeployedApp) -> DeployedApp:
-    """The deployed app, for a test that stops it: conftest.py runs such a test last."""
-    return deployed_app
 
 
 @contextlib.contextmanager

@@ -18,9 +18,6 @@ from tests.agent_process import (  # noqa: F401  (fixtures)
     agent_url,
     canary_fake,
     deployed_app,
-    last_use_of_agent_server,
-    last_use_of_deployed_app,
-    last_use_of_two_worker_server,
     reliability_server,
     two_worker_server,
 )
@@ -32,15 +29,15 @@ from tests.fake_workspace import ENV_KEYS_TO_REMOVE, FakeWorkspace
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "stops_session_server: the test stops a server the session shares"
+    )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that stops a shared server (it asks for a `last_use_of_...` fixture) runs after
-    every test that may use that server."""
-
-    def stops_a_server(item: pytest.Item) -> bool:
-        names = getattr(item, "fixturenames", ())
-        return any(name.startswith("last_use_of_") for name in names)
-
-    items.sort(key=stops_a_server)  # stable: every other test keeps its place
+    """A test that stops a shared server runs after every test that may use that server."""
+    items.sort(key=lambda item: item.get_closest_marker("stops_session_server") is not None)
 
 
 @pytest.fixture(scope="session")

@@ -17,17 +17,17 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.agent_process import (
+    SLOW_ANSWERS,
     AgentProcess,
     WorkerPair,
     spread_over_workers,
     wait_for_log,
 )
 from tests.fake_workspace import FakeWorkspace
-from tests.fake_workspace.faults import llm_calls
+from tests.fake_workspace.faults import llm_calls, wait_for_llm_calls
 from tests.support import output_text, read_sse, user_request
 
 IN_FLIGHT = 24  # requests running when SIGTERM arrives, half of them streams
-TOKENS, TOKEN_DELAY = 20, 0.1  # each answer takes about 2 s
 SHUTDOWN_GRACE_SECONDS = 10  # the generated default (AGENT_SHUTDOWN_GRACE_SECONDS)
 TRACE_FLUSH_SECONDS = 4  # the generated default (AGENT_TRACE_FLUSH_TIMEOUT_SECONDS)
 SLACK_SECONDS = 20.0
@@ -71,12 +71,13 @@ def _traces(tracking_db: Path) -> list[Any]:
     return list(client.search_traces(locations=experiments, max_results=1000))
 
 
+@pytest.mark.stops_session_server
 def test_sigterm_finishes_requests_in_flight_and_flushes_traces(
-    last_use_of_agent_server: AgentProcess, fake_workspace: FakeWorkspace
+    agent_server: AgentProcess, fake_workspace: FakeWorkspace
 ) -> None:
-    server = last_use_of_agent_server
+    server = agent_server
     assert server.tracking_db is not None
-    fake_workspace.configure(tokens=TOKENS, token_delay=TOKEN_DELAY)
+    fake_workspace.configure(**SLOW_ANSWERS)
     with httpx.Client(timeout=120) as http:  # builds the agent: not part of the load
         assert http.post(f"{server.url}/invocations", json=user_request("warm")).is_success
     earlier_calls = len(llm_calls(fake_workspace))  # the server has answered other tests before
@@ -87,17 +88,18 @@ def test_sigterm_finishes_requests_in_flight_and_flushes_traces(
     ]
     for thread in threads:
         thread.start()
-    _wait_for_llm_calls(fake_workspace, earlier_calls + IN_FLIGHT)  # every request is in flight
+    wait_for_llm_calls(fake_workspace, earlier_calls + IN_FLIGHT)  # every request is in flight
 
     log = _stop_and_check(server, threads, results, IN_FLIGHT)
     assert "Queued traces exported." in log
     _check_traces(server.tracking_db, IN_FLIGHT)
 
 
-def test_sigterm_with_two_workers_drains_both(last_use_of_two_worker_server: WorkerPair) -> None:
+@pytest.mark.stops_session_server
+def test_sigterm_with_two_workers_drains_both(two_worker_server: WorkerPair) -> None:
     """uvicorn's parent process passes SIGTERM on to each worker and waits for all of them:
     the requests in flight on either worker finish, and each worker exports its traces."""
-    server, fake = last_use_of_two_worker_server.server, last_use_of_two_worker_server.fake
+    server, fake = two_worker_server.server, two_worker_server.fake
     assert server.tracking_db is not None
     earlier_calls = len(llm_calls(fake))  # the server has answered other tests before
     results: list[tuple[int, bool]] = []
@@ -108,7 +110,7 @@ def test_sigterm_with_two_workers_drains_both(last_use_of_two_worker_server: Wor
         threads[-1].start()
 
     in_flight = spread_over_workers(server, 2, start, least=IN_FLIGHT // 2, limit=IN_FLIGHT)
-    _wait_for_llm_calls(fake, earlier_calls + in_flight)
+    wait_for_llm_calls(fake, earlier_calls + in_flight)
     log = _stop_and_check(server, threads, results, in_flight, workers=2)
 
     assert log.count("Queued traces exported.") == 2, log[-3000:]
@@ -156,10 +158,3 @@ def _check_traces(tracking_db: Path, count: int) -> None:
     states = [str(trace.info.state) for trace in traces]
     assert len(traces) == count, states
     assert all(state.endswith("OK") for state in states), states
-
-
-def _wait_for_llm_calls(fake: FakeWorkspace, count: int) -> None:
-    deadline = time.monotonic() + 60
-    while len(llm_calls(fake)) < count:
-        assert time.monotonic() < deadline, f"only {len(llm_calls(fake))} LLM calls started"
-        time.sleep(0.05)

@@ -23,7 +23,7 @@ from tests.agent_process import (
     DeployedApp,
 )
 from tests.fake_workspace import FakeWorkspace
-from tests.fake_workspace.faults import llm_calls
+from tests.fake_workspace.faults import llm_calls, wait_for_llm_calls
 from tests.fake_workspace.traces_api import (
     StoredTrace,
     logged_models,
@@ -248,9 +248,10 @@ def test_requests_do_not_wait_for_a_slow_tracking_store(
 IN_FLIGHT = 8  # requests running when SIGTERM arrives, half of them streams
 
 
-def test_sigterm_under_load_loses_no_trace(last_use_of_deployed_app: DeployedApp) -> None:
-    """Last: it stops the deployed app's server, as Databricks Apps stops an app."""
-    app_server, workspace = last_use_of_deployed_app.server, last_use_of_deployed_app.workspace
+@pytest.mark.stops_session_server
+def test_sigterm_under_load_loses_no_trace(deployed_app: DeployedApp) -> None:
+    """It stops the deployed app's server, as Databricks Apps stops an app."""
+    app_server, workspace = deployed_app.server, deployed_app.workspace
     workspace.configure(tokens=10, token_delay=0.1)  # each answer takes about 1 s
     known = {t.trace_id for t in stored_traces(workspace)}
     calls_before = len(llm_calls(workspace))
@@ -261,10 +262,7 @@ def test_sigterm_under_load_loses_no_trace(last_use_of_deployed_app: DeployedApp
     ]
     for thread in threads:
         thread.start()
-    deadline = time.monotonic() + 30
-    while len(llm_calls(workspace)) - calls_before < IN_FLIGHT:
-        assert time.monotonic() < deadline, "the requests never all reached the LLM"
-        time.sleep(0.05)
+    wait_for_llm_calls(workspace, calls_before + IN_FLIGHT, timeout=30)
     app_server.process.send_signal(15)  # SIGTERM
     for thread in threads:
         thread.join(timeout=60)

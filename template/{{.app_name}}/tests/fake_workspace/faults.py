@@ -146,6 +146,16 @@ def llm_calls(fake: FakeWorkspace) -> list[LlmCall]:
         return [dataclasses.replace(call) for call in state.calls]
 
 
+def wait_for_llm_calls(fake: FakeWorkspace, count: int, timeout: float = 60) -> None:
+    """Wait until `count` LLM calls have started (the log is never cleared with the requests:
+    count from `len(llm_calls(fake))` taken before)."""
+    deadline = time.monotonic() + timeout
+    while len(llm_calls(fake)) < count:
+        started = len(llm_calls(fake))
+        assert time.monotonic() < deadline, f"only {started} of {count} LLM calls started"
+        time.sleep(0.05)
+
+
 def clear_llm_calls(fake: FakeWorkspace) -> None:
     state = _state(fake)
     with state.lock:
