@@ -4,6 +4,7 @@ Nothing here reaches a real workspace: the server's environment drops every DATA
 MLFLOW_* variable of the developer's shell and ignores .env, then points the clients at the fake.
 """
 
+import gc
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +34,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "stops_session_server: the test stops a server the session shares"
     )
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What the test modules imported (mlflow, the Databricks SDK, the agent's framework) lives
+    as long as the session: frozen, it is left out of later garbage collections, which then
+    walk only what the tests create."""
+    gc.collect()
+    gc.freeze()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import importlib
 import inspect
 import threading
 import uuid
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent_cli.console import CliError
+from agent_server.runtime.gc_pause import collection_paused_then_frozen
 
 
 class LocalAgent:
@@ -78,11 +80,13 @@ def _as_dict(response: Any) -> dict[str, Any]:
     raise TypeError(f"the agent returned {type(response).__name__}, not a Responses answer")
 
 
-def load_agent(timeout: float) -> LocalAgent:
+def load_agent(timeout: float, module: str = "agent_server.agent") -> LocalAgent:
     """Import the agent (registering its handlers) and wrap its invoke handler."""
-    from mlflow.genai.agent_server import get_invoke_function
+    # What the import builds lives as long as the command, as in the server (see gc_pause.py).
+    with collection_paused_then_frozen():
+        from mlflow.genai.agent_server import get_invoke_function
 
-    import agent_server.agent  # noqa: F401  (importing it registers the handlers)
+        importlib.import_module(module)  # importing it registers the handlers
 
     handler = get_invoke_function()
     if handler is None:
