@@ -150,8 +150,7 @@ def wait_for_llm_calls(fake: FakeWorkspace, count: int, timeout: float = 60) -> 
     """Wait until `count` LLM calls have started (the log is never cleared with the requests:
     count from `len(llm_calls(fake))` taken before)."""
     deadline = time.monotonic() + timeout
-    while len(llm_calls(fake)) < count:
-        started = len(llm_calls(fake))
+    while (started := len(llm_calls(fake))) < count:
         assert time.monotonic() < deadline, f"only {started} of {count} LLM calls started"
         time.sleep(0.05)
 
