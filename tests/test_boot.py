@@ -8,6 +8,7 @@ the fake workspace started with `python -m tests.fake_workspace`, as a user woul
 import contextlib
 import json
 import os
+import random
 import re
 import subprocess
 from collections import Counter
@@ -46,13 +47,12 @@ def background(args: list[str], cwd: Path, env: dict[str, str]) -> Iterator[subp
 UV_RUN = ["uv", "run", "--no-sync"]
 
 
-def installed_and_self_tested(config: dict[str, str], tmp_path: Path, start: float = 0.0) -> Path:
+def installed_and_self_tested(config: dict[str, str], tmp_path: Path, suite: int = 0) -> Path:
     """Render `config`, install the project with `uv sync` and run its own test suite, which
     must pass in full, with nothing skipped; returns the project folder.
 
-    The suite runs its test files in order from the one `start` of the way down the list, then
-    round from the first (see suite_files). Its JUnit report is left in `tmp_path / REPORT`
-    (see passed_per_file)."""
+    The suite runs its test files in the order of suite number `suite` (see suite_files). Its
+    JUnit report is left in `tmp_path / REPORT` (see passed_per_file)."""
     result = render(config, tmp_path)
     assert result.returncode == 0, result.stderr
     project = tmp_path / SCHEMA["properties"]["app_name"]["default"]
@@ -65,7 +65,7 @@ def installed_and_self_tested(config: dict[str, str], tmp_path: Path, start: flo
     assert synced.returncode == 0, synced.stderr
 
     report = f"--junit-xml={tmp_path / REPORT}"
-    files = suite_files(project, start)
+    files = suite_files(project, suite)
     pytest_args = [*UV_RUN, "pytest", "-q", "-rs", "-p", "no:cacheprovider", report, *files]
     own_tests = run(pytest_args, project, timeout=2400)
     assert own_tests.returncode == 0, own_tests.stdout[-5000:] + own_tests.stderr[-2000:]
@@ -79,22 +79,17 @@ def installed_and_self_tested(config: dict[str, str], tmp_path: Path, start: flo
 REPORT = "own-tests.xml"
 
 
-def suite_files(project: Path, start: float) -> list[str]:
-    """The project's test files, from the one `start` (0 <= start < 1) of the way down the
-    sorted list, then round from the first: every file, each once."""
+def suite_files(project: Path, suite: int) -> list[str]:
+    """The project's test files, every one once, in an order of suite number `suite`'s own.
+
+    The suites run side by side (`make test` starts one on each pytest worker at once), and each
+    spends long stretches waiting on the timeouts, restarts and slow answers it provokes. In the
+    same order, they would all wait at the same moments and leave the cores idle; each suite
+    shuffles its files with its own number as the seed instead (the same order on every run).
+    """
     files = sorted(path.relative_to(project).as_posix() for path in project.glob("tests/test_*.py"))
-    first = int(start * len(files))
-    return files[first:] + files[:first]
-
-
-# Where each suite starts in its list of test files. The suites run side by side (`make test`
-# starts one on each pytest worker at once), and each spends long stretches waiting on the
-# timeouts, restarts and slow answers it provokes; begun at the same file, they all wait at the
-# same moments and leave the cores idle. Their starts are spread over the list instead.
-def suite_start(index: int) -> float:
-    """The start of the `index`-th of the SUITES suites (resource boots first, as conftest.py
-    hands them to the workers)."""
-    return index / SUITES
+    random.Random(suite).shuffle(files)
+    return files
 
 
 def passed_per_file(report: Path) -> Counter[str]:
@@ -188,20 +183,16 @@ BOOT_CASES = [
 SUITES = len(RESOURCE_BOOTS) + len(BOOT_CASES)
 
 
-def test_each_suite_runs_every_file_once_from_its_own_start(tmp_path: Path) -> None:
+def test_each_suite_runs_every_test_file_once_in_an_order_of_its_own(tmp_path: Path) -> None:
     (tmp_path / "tests").mkdir()
-    names = [f"test_{letter}.py" for letter in "abcdefg"]
+    names = [f"test_{letter}.py" for letter in "abcdefghij"]
     for name in [*names, "conftest.py", "support.py"]:
         (tmp_path / "tests" / name).touch()
-    in_order = [f"tests/{name}" for name in names]
-    firsts = []
-    for index in range(SUITES):
-        files = suite_files(tmp_path, suite_start(index))
-        first = in_order.index(files[0])
-        assert files == in_order[first:] + in_order[:first]
-        firsts.append(first)
-    assert firsts[0] == 0
-    assert firsts == sorted(set(firsts)), "each suite starts further down the list"
+    orders = [suite_files(tmp_path, suite) for suite in range(SUITES)]
+    for files in orders:
+        assert sorted(files) == [f"tests/{name}" for name in names]
+    assert len({tuple(files) for files in orders}) == SUITES
+    assert orders == [suite_files(tmp_path, suite) for suite in range(SUITES)]  # on every run
 
 
 def test_every_framework_and_async_choice_boots() -> None:
@@ -215,8 +206,8 @@ def test_every_framework_and_async_choice_boots() -> None:
 )
 def test_generated_project_boots(tmp_path: Path, framework: str, is_async: str) -> None:
     config = {"agent_framework": framework, "async": is_async}
-    start = suite_start(len(RESOURCE_BOOTS) + BOOT_CASES.index((framework, is_async)))
-    project = installed_and_self_tested(config, tmp_path, start)
+    suite = len(RESOURCE_BOOTS) + BOOT_CASES.index((framework, is_async))
+    project = installed_and_self_tested(config, tmp_path, suite)
 
     env = project_env()
     fake_args = [*UV_RUN, "python", "-m", "tests.fake_workspace", "--port", "0"]
@@ -256,8 +247,8 @@ def test_generated_project_boots(tmp_path: Path, framework: str, is_async: str) 
 
 @pytest.mark.parametrize("config", list(RESOURCE_BOOTS.values()), ids=list(RESOURCE_BOOTS))
 def test_project_with_workspace_resources_boots(tmp_path: Path, config: dict[str, str]) -> None:
-    start = suite_start(list(RESOURCE_BOOTS.values()).index(config))
-    installed_and_self_tested(config, tmp_path, start)
+    suite = list(RESOURCE_BOOTS.values()).index(config)
+    installed_and_self_tested(config, tmp_path, suite)
     # The suites of the tools, the memory and the sub-agents ran, with every test passing.
     passed = passed_per_file(tmp_path / REPORT)
     for suite in ("tests.test_tools", "tests.test_memory", "tests.test_subagents"):
