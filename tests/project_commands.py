@@ -2,9 +2,10 @@
 
 import contextlib
 import os
-import socket
+import re
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -34,10 +35,46 @@ def run(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProce
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+@contextlib.contextmanager
+def background(
+    args: list[str], cwd: Path, env: dict[str, str], log: Path
+) -> Iterator[subprocess.Popen[str]]:
+    """`args` running while the block runs, its output in `log`; stopped with SIGTERM after."""
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True
+        )
+        try:
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+# Servers are started on port 0 and say which port they bound: a port picked here would be free
+# only until another process took it, and the wait for /health would then ask that process.
+# uvicorn's start-up line (it names the bound port also when asked for port 0):
+LISTENING = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")
+# The first line of `python -m tests.fake_workspace --port 0`:
+FAKE_WORKSPACE_URL = re.compile(r"^FAKE_WORKSPACE_URL=(\S+)$", re.MULTILINE)
+
+
+def wait_for_match(
+    log: Path, pattern: re.Pattern[str], process: subprocess.Popen[str], timeout: float = 120
+) -> str:
+    """The first group of `pattern` once `process` has written a match to `log`; fails if the
+    process exits first or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if match := pattern.search(log.read_text()):
+            return match.group(1)
+        assert process.poll() is None, f"exited with {process.returncode}:\n{log.read_text()}"
+        time.sleep(0.1)
+    raise AssertionError(f"no {pattern.pattern!r} after {timeout} s:\n{log.read_text()}")
 
 
 def wait_healthy(

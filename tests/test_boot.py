@@ -5,14 +5,11 @@ workspace and the real server), and then its `start-server` script serves real r
 the fake workspace started with `python -m tests.fake_workspace`, as a user would.
 """
 
-import contextlib
 import json
 import os
 import random
 import re
-import subprocess
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -20,26 +17,19 @@ import bundle_validation as bv
 import httpx
 import pytest
 from conftest import OPTIONAL_TEXT_SAMPLES, REPO_ROOT, render
-from project_commands import free_port, project_env, run, wait_healthy
+from project_commands import (
+    FAKE_WORKSPACE_URL,
+    LISTENING,
+    background,
+    project_env,
+    run,
+    wait_for_match,
+    wait_healthy,
+)
 
 SCHEMA = json.loads((REPO_ROOT / "databricks_template_schema.json").read_text())
 FRAMEWORKS = SCHEMA["properties"]["agent_framework"]["enum"]
 ASYNC_CHOICES = SCHEMA["properties"]["async"]["enum"]
-
-
-@contextlib.contextmanager
-def background(args: list[str], cwd: Path, env: dict[str, str]) -> Iterator[subprocess.Popen]:
-    proc = subprocess.Popen(
-        args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 # After its `uv sync` a project's environment is complete: `uv run` need not check the lock
@@ -211,11 +201,9 @@ def test_generated_project_boots(tmp_path: Path, framework: str, is_async: str) 
 
     env = project_env()
     fake_args = [*UV_RUN, "python", "-m", "tests.fake_workspace", "--port", "0"]
-    with background(fake_args, project, env) as fake:
-        assert fake.stdout is not None
-        line = fake.stdout.readline().strip()
-        assert line.startswith("FAKE_WORKSPACE_URL="), line
-        fake_url = line.split("=", 1)[1]
+    fake_log, server_log = tmp_path / "fake.log", tmp_path / "server.log"
+    with background(fake_args, project, env, fake_log) as fake:
+        fake_url = wait_for_match(fake_log, FAKE_WORKSPACE_URL, fake)
         env |= {
             "DATABRICKS_HOST": fake_url,
             "DATABRICKS_TOKEN": "dapi-fake-token",
@@ -223,10 +211,10 @@ def test_generated_project_boots(tmp_path: Path, framework: str, is_async: str) 
             "SERVING_ENDPOINT": "boot-test-endpoint",
             "AGENT_ENV_FILE": os.devnull,
         }
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        with background([*UV_RUN, "start-server", "--port", str(port)], project, env):
-            wait_healthy(url)
+        server_args = [*UV_RUN, "start-server", "--port", "0"]
+        with background(server_args, project, env, server_log) as server:
+            url = wait_for_match(server_log, LISTENING, server)
+            wait_healthy(url, process=server, log=server_log)
             body = {"input": [{"role": "user", "content": "Boot check"}]}
             invoked = httpx.post(f"{url}/invocations", json=body, timeout=60)
             with httpx.stream(

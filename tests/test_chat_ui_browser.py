@@ -21,7 +21,6 @@ Chromium comes from Debian (`scripts/install-prereqs.sh` installs `chromium` and
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
@@ -38,7 +37,15 @@ from typing import Any
 import httpx
 import pytest
 from conftest import REPO_ROOT, render
-from project_commands import free_port, project_env, run, wait_healthy
+from project_commands import (
+    FAKE_WORKSPACE_URL,
+    LISTENING,
+    background,
+    project_env,
+    run,
+    wait_for_match,
+    wait_healthy,
+)
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
@@ -99,34 +106,6 @@ class ChatApp:
     env: dict[str, str]  # the server's environment
 
 
-@contextlib.contextmanager
-def background(args: list[str], cwd: Path, env: dict[str, str], log: Path) -> Iterator[Any]:
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True
-        )
-        try:
-            yield process
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-
-
-def wait_for_line(log: Path, prefix: str, process: subprocess.Popen[str]) -> str:
-    deadline = time.monotonic() + BOOT_TIMEOUT
-    while time.monotonic() < deadline:
-        for line in log.read_text().splitlines():
-            if line.startswith(prefix):
-                return line[len(prefix) :]
-        assert process.poll() is None, f"exited with {process.returncode}:\n{log.read_text()}"
-        time.sleep(0.1)
-    raise AssertionError(f"no {prefix!r} line after {BOOT_TIMEOUT} s:\n{log.read_text()}")
-
-
 @pytest.fixture(scope="module")
 def chat_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatApp]:
     """The rendered project's fake workspace and `uv run start-app`, as a user runs them."""
@@ -143,7 +122,7 @@ def chat_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatApp]:
     fake_args = ["uv", "run", "--no-sync", "python", "-m", "tests.fake_workspace"]
     fake_args += ["--port", "0", "--token-delay", str(TOKEN_DELAY)]
     with background(fake_args, project, env, fake_log) as fake:
-        fake_url = wait_for_line(fake_log, "FAKE_WORKSPACE_URL=", fake)
+        fake_url = wait_for_match(fake_log, FAKE_WORKSPACE_URL, fake, BOOT_TIMEOUT)
         env |= {
             "DATABRICKS_HOST": fake_url,
             "DATABRICKS_TOKEN": FAKE_TOKEN,
@@ -156,10 +135,9 @@ def chat_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatApp]:
             "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
             "CHAT_GREETING": GREETING,
         }
-        port = free_port()
-        server_args = ["uv", "run", "--no-sync", "start-app", "--port", str(port)]
+        server_args = ["uv", "run", "--no-sync", "start-app", "--port", "0"]
         with background(server_args, project, env, server_log) as server:
-            url = f"http://127.0.0.1:{port}"
+            url = wait_for_match(server_log, LISTENING, server, BOOT_TIMEOUT)
             wait_healthy(url, BOOT_TIMEOUT, server, server_log)
             yield ChatApp(url, fake_url, project, env)
 
@@ -441,11 +419,10 @@ def test_without_the_chat_page_only_the_api_is_served(chat_app: ChatApp, tmp_pat
     assert not (project / "agent_server" / "runtime" / "static").exists()
 
     python = chat_app.project / ".venv" / "bin" / "python"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    args = [str(python), "-m", "agent_server.start_server", "--port", str(port)]
+    args = [str(python), "-m", "agent_server.start_server", "--port", "0"]
     log = tmp_path / "server.log"
     with background(args, project, chat_app.env, log) as server:
+        url = wait_for_match(log, LISTENING, server, BOOT_TIMEOUT)
         wait_healthy(url, BOOT_TIMEOUT, server, log)
         for path in ("/", "/static/app.js", "/static/index.html"):
             response = httpx.get(f"{url}{path}", timeout=10)

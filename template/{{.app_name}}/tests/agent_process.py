@@ -201,17 +201,9 @@ def deployed_app(_deployed_app: DeployedApp) -> DeployedApp:
 
 
 @contextlib.contextmanager
-def agent_process(
-    env: dict[str, str], log_path: Path, args: tuple[str, ...] | None = None
-) -> Iterator[AgentProcess]:
-    """Start the server (default: on a free port) and yield it once /health answers.
-
-    With `args`, the server picks its port from DATABRICKS_APP_PORT, as on Databricks Apps.
-    """
-    port = int(env["DATABRICKS_APP_PORT"]) if args is not None else None
-    with running(
-        PROJECT_ROOT, env, BOOT_TIMEOUT_SECONDS, port, server_args=args, log_path=log_path
-    ) as local:
+def agent_process(env: dict[str, str], log_path: Path) -> Iterator[AgentProcess]:
+    """Start the server on a port of its own and yield it once /health answers."""
+    with running(PROJECT_ROOT, env, BOOT_TIMEOUT_SECONDS, log_path=log_path) as local:
         assert local.process is not None
         server = AgentProcess(local.url, local.process, log_path)
         try:
