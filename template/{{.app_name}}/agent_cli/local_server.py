@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,13 +29,6 @@ LOG_TAIL_LINES = 40
 SERVER_ARGS = ("--host", "127.0.0.1", "--port", "0")
 # uvicorn's start-up line, with the port it bound (also when it was asked for port 0).
 LISTENING = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")
-
-
-def free_port() -> int:
-    """A port nothing listens on at this moment (the tests' address of a server that is down)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

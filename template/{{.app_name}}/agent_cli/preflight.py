@@ -1,6 +1,6 @@
 """`uv run preflight`: start the agent locally, send it the input example, check the answers.
 
-Starts `start-server` on a free port on 127.0.0.1 (with the project's .env, as
+Starts `start-server` on 127.0.0.1, on a port the system picks (with the project's .env, as
 `uv run start-server` does), checks `GET /health`, sends the request in input_example.json
 to `/invocations` without and then with streaming, checks that each answer is well formed and
 has output, stops the server, and reports pass or fail with timings. On a failure it shows

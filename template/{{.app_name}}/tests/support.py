@@ -1,11 +1,14 @@
 """Helpers for the tests: run the agent server as a real process, read its SSE streams and
 its traces."""
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,15 @@ def server_env(extra: dict[str, str], remove: tuple[str, ...] = ()) -> dict[str,
     }
     env.update(extra)
     return env
+
+
+@contextlib.contextmanager
+def refused_url() -> Iterator[str]:
+    """A URL of 127.0.0.1 that refuses connections while the block runs: its port is bound here
+    and never listened on, so no other process can start listening there meanwhile."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def auth_headers(token: str = DEFAULT_TOKEN) -> dict[str, str]:

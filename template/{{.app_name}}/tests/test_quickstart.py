@@ -12,7 +12,6 @@ import pytest
 
 from agent_cli import quickstart as quickstart_module
 from agent_cli.env_file import EnvFile
-from agent_cli.local_server import free_port
 from agent_cli.prerequisites import MIN_DATABRICKS_CLI_VERSION, version_text
 from agent_cli.project import (
     APP_NAME,
@@ -34,6 +33,7 @@ from tests.cli_support import (
 from tests.fake_workspace import DEFAULT_TOKEN, FakeWorkspace
 from tests.fake_workspace.core import FAKE_USER
 from tests.fake_workspace.mlflow_api import experiments
+from tests.support import refused_url
 
 USER = FAKE_USER["userName"]
 EXPERIMENT_NAME = f"/Users/{USER}/{APP_NAME}-local"
@@ -290,17 +290,17 @@ def test_rejected_credentials_say_how_to_log_in(quickstart: Run, home: Path) -> 
 
 
 def test_unreachable_host_fails_within_the_timeout(home: Path) -> None:
-    dead = f"http://127.0.0.1:{free_port()}"
-    write_profiles(home / "databrickscfg", {"DEFAULT": {"host": dead, "token": BAD_TOKEN}})
-    # With the SDK's defaults this would retry for 300 s; run_cli would then raise
-    # TimeoutExpired after UNREACHABLE_BOUND_SECONDS.
-    result = run_cli(
-        "quickstart",
-        *("--env-file", home / ".env", "--profile", "DEFAULT", "--timeout", "1", "--yes"),
-        env=cli_env(home),
-        cwd=home,
-        timeout=UNREACHABLE_BOUND_SECONDS,
-    )
+    with refused_url() as dead:
+        write_profiles(home / "databrickscfg", {"DEFAULT": {"host": dead, "token": BAD_TOKEN}})
+        # With the SDK's defaults this would retry for 300 s; run_cli would then raise
+        # TimeoutExpired after UNREACHABLE_BOUND_SECONDS.
+        result = run_cli(
+            "quickstart",
+            *("--env-file", home / ".env", "--profile", "DEFAULT", "--timeout", "1", "--yes"),
+            env=cli_env(home),
+            cwd=home,
+            timeout=UNREACHABLE_BOUND_SECONDS,
+        )
     assert result.returncode == 1
     assert f"{dead} (profile DEFAULT) did not answer within 1 s" in result.stderr
     assert "--timeout" in result.stderr
